@@ -1,0 +1,359 @@
+"""The connector contract: what a CRM plugin declares and the little it must implement.
+
+A connector is mostly declaration (as in singer-sdk)::
+
+    class AcmeConnector(Connector):
+        name = "acme"
+        settings_model = AcmeSettings          # validated config; secrets as SecretStr
+        lead_object = "leads"
+        field_map = {"email": "Email", "first_name": "FirstName", ...}
+        status_map = StatusMap({...})          # canonical status -> remote values
+        owner_field = "OwnerId"                # remote owner id <-> canonical owner email
+        hub_id_field = "LeadHub_Id__c"         # where the hub's lead id lives remotely
+        limits = Limits(page_size=200, batch_size=200, rate=Rate(100, 10))
+
+        def read_pages(self, cursor): ...      # yield RawPage(records, cursor_after_page)
+        def write_batch(self, batch): ...      # one vendor call for <= limits.batch_size writes
+        def list_owners(self): ...             # [RemoteUser(id, email)]
+
+The base class does the rest once for every CRM: mapping to and from canonical
+fields (with type coercion and per-field problems for malformed values), owner
+mapping by email, batching to ``limits.batch_size``, the rate budget, retries
+and call metering (through :class:`hub.http.Guard`).
+
+Cursors are opaque JSON-able dicts owned by the connector; the sync engine
+stores the cursor after each page in the same transaction as the page's records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from hub.http import CallMeter, Guard, Hint, Rate, RateBudget, RetryPolicy
+from hub.model import LEAD_FIELDS, Lead, fields_hash
+
+__all__ = [
+    "ConnectorSettings",
+    "Limits",
+    "StatusMap",
+    "RawRecord",
+    "RawPage",
+    "RemoteRecord",
+    "Page",
+    "WriteOp",
+    "RemoteWrite",
+    "WriteResult",
+    "RemoteUser",
+    "Connector",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ConnectorSettings(BaseModel):
+    """Settings every connection has. A connector subclasses this for its own.
+
+    ``base_url`` (and a connector's token URL, where it has one) is always
+    configurable, so the same code reaches the real CRM, its sandbox or a proxy.
+    ``status_map`` and ``field_map`` override the connector's defaults per install.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    timeout: float = 30.0
+    rate: tuple[int, float] | None = None  # override (requests, seconds)
+    page_size: int | None = None
+    status_map: dict[str, dict[str, str]] | None = None
+    field_map: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A CRM's published limits, declared by its connector.
+
+    ``page_size`` and ``batch_size`` are the vendor maxima (also the "vendor
+    minimum" API-call figure: records / page_size). ``rate`` is the general
+    request budget; ``budgets`` adds named ones (HubSpot's search: 5/s).
+    """
+
+    page_size: int
+    batch_size: int
+    rate: Rate | None = None
+    budgets: Mapping[str, Rate] = field(default_factory=dict)
+    daily: int | None = None
+
+
+class StatusMap:
+    """Canonical statuses to and from a CRM's status fields.
+
+    ``write`` gives, per canonical status, the remote values the hub writes (one
+    or more remote fields, e.g. HubSpot's ``lifecyclestage`` and
+    ``hs_lead_status``). ``read`` adds remote combinations that only map inwards
+    (e.g. HubSpot ``subscriber`` → Lead). Reading picks the most specific entry
+    whose values all match; a value nobody maps gives ``None`` and a problem.
+    """
+
+    def __init__(self, write: Mapping[str, Mapping[str, str]],
+                 read: Sequence[tuple[Mapping[str, str], str]] = ()):
+        self.write = {k: dict(v) for k, v in write.items()}
+        self.entries: list[tuple[dict[str, str], str]] = [(dict(v), k) for k, v in self.write.items()]
+        self.entries += [(dict(v), k) for v, k in read]
+        self.entries.sort(key=lambda e: -len(e[0]))
+        self.fields = sorted({f for values, _ in self.entries for f in values})
+
+    def to_canonical(self, remote: Mapping[str, Any]) -> str | None:
+        for values, status in self.entries:
+            if all(str(remote.get(f) or "") == v for f, v in values.items()):
+                return status
+        return None
+
+    def to_remote(self, status: str) -> dict[str, str]:
+        try:
+            return dict(self.write[status])
+        except KeyError:
+            raise KeyError(f"status {status!r} has no remote value in this connector's status map") from None
+
+    def overridden(self, write: Mapping[str, Mapping[str, str]] | None) -> StatusMap:
+        """A copy with an install's overrides for some canonical statuses."""
+        if not write:
+            return self
+        merged = {**self.write, **write}
+        return StatusMap(merged, [(v, k) for v, k in self.entries if self.write.get(k) != v])
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One record as the CRM holds it (remote field names and values)."""
+
+    remote_id: str
+    modified: datetime
+    props: dict[str, Any]
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class RawPage:
+    records: list[RawRecord]
+    cursor: dict[str, Any]
+
+
+@dataclass(slots=True)
+class RemoteRecord:
+    """One record in canonical terms, as the sync engine receives it.
+
+    ``fields`` holds only what the CRM maps (never the hub id); ``status`` may be
+    ``None`` when the remote value is unmapped (see ``problems``).
+    """
+
+    object: str
+    remote_id: str
+    modified: datetime
+    fields: dict[str, Any]
+    hub_id: str | None = None
+    deleted: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def hash(self) -> str:
+        return fields_hash(self.fields)
+
+
+@dataclass(slots=True)
+class Page:
+    records: list[RemoteRecord]
+    cursor: dict[str, Any]
+
+
+@dataclass(slots=True)
+class WriteOp:
+    """A canonical write the hub wants made: create or update one lead remotely."""
+
+    hub_id: str
+    fields: dict[str, Any]
+    remote_id: str | None = None  # None: create (idempotently, keyed by hub_id)
+    object: str | None = None
+
+
+@dataclass(slots=True)
+class RemoteWrite:
+    """A write in the CRM's own terms, as :meth:`Connector.write_batch` receives it."""
+
+    hub_id: str
+    props: dict[str, Any]
+    remote_id: str | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    hub_id: str
+    ok: bool
+    remote_id: str | None = None
+    error: str | None = None  # the vendor's verbatim message when not ok
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteUser:
+    id: str
+    email: str
+    name: str = ""
+
+
+_ADAPTERS = {name: TypeAdapter(f.annotation) for name, f in Lead.model_fields.items() if name in LEAD_FIELDS}
+
+
+class Connector:
+    """Base class of every connector. See the module docstring for what to declare."""
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    lead_object: ClassVar[str] = "leads"
+    field_map: ClassVar[dict[str, str]] = {}
+    status_map: ClassVar[StatusMap]
+    owner_field: ClassVar[str | None] = None
+    hub_id_field: ClassVar[str]
+    limits: ClassVar[Limits]
+    #: vendor rate-limit header readers, see :data:`hub.http.Hint`
+    hints: ClassVar[tuple[Hint, ...]] = ()
+    #: "module:Class" of this connector's sandbox, served by ``leadhub sandbox NAME``
+    sandbox: ClassVar[str | None] = None
+
+    def __init__(self, settings: ConnectorSettings, *, connection: str = "", meter: CallMeter | None = None,
+                 policy: RetryPolicy | None = None):
+        self.settings = settings
+        self.connection = connection or self.name
+        self.meter = meter or CallMeter()
+        rate = Rate(*settings.rate) if settings.rate else self.limits.rate
+        budgets = [RateBudget(rate, margin=0.02)] if rate else []
+        self.named_budgets = {k: RateBudget(r) for k, r in self.limits.budgets.items()}
+        self.guard = Guard(connection=self.connection, budgets=budgets, policy=policy, meter=self.meter,
+                           hints=self.hints)
+        self.fields = {**self.field_map, **(settings.field_map or {})}
+        self.statuses = self.status_map.overridden(settings.status_map)
+
+    # -- what a connector implements -------------------------------------------------
+    def read_pages(self, cursor: dict[str, Any] | None) -> Iterator[RawPage]:
+        """Yield changed records since ``cursor`` page by page, each with the cursor after it."""
+        raise NotImplementedError
+
+    def write_batch(self, batch: list[RemoteWrite]) -> list[WriteResult]:
+        """Write at most ``limits.batch_size`` records; one result per input, in any order."""
+        raise NotImplementedError
+
+    def list_owners(self) -> list[RemoteUser]:
+        """The CRM's users that can own a lead (for owner mapping by email)."""
+        return []
+
+    def close(self) -> None:
+        """Release clients and connections."""
+
+    # -- what the base class does for every connector ----------------------------------
+    @property
+    def page_size(self) -> int:
+        return self.settings.page_size or self.limits.page_size
+
+    @cached_property
+    def _owners(self) -> tuple[dict[str, str], dict[str, str]]:
+        users = self.list_owners() if self.owner_field else []
+        by_id = {u.id: u.email.lower() for u in users}
+        return by_id, {email: uid for uid, email in by_id.items()}
+
+    def decode(self, props: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Remote props → canonical fields, with a problem per value that cannot be read."""
+        out: dict[str, Any] = {}
+        problems: list[str] = []
+        for canon, remote in self.fields.items():
+            raw = props.get(remote)
+            if raw is None or raw == "":
+                out[canon] = None
+                continue
+            adapter = _ADAPTERS.get(canon)
+            if adapter is None:
+                out[canon] = raw
+                continue
+            try:
+                out[canon] = adapter.validate_python(raw, strict=False)
+            except ValidationError:
+                try:
+                    out[canon] = adapter.validate_json(f'"{raw}"') if isinstance(raw, str) else None
+                except ValidationError:
+                    problems.append(f"field {remote!r}: cannot read {raw!r} as {canon}")
+                    out[canon] = None
+        if self.owner_field:
+            oid = props.get(self.owner_field)
+            out["owner"] = self._owners[0].get(str(oid)) if oid not in (None, "") else None
+            if oid not in (None, "") and out["owner"] is None:
+                problems.append(f"field {self.owner_field!r}: owner {oid!r} is not a known user")
+        status = self.statuses.to_canonical(props)
+        if status is None:
+            shown = {f: props.get(f) for f in self.statuses.fields}
+            problems.append(f"status {shown} maps to no canonical status")
+        out["status"] = status
+        return out, problems
+
+    def encode_value(self, name: str, value: Any) -> Any:
+        """A canonical value in the CRM's wire form. JSON-able by default; override per CRM."""
+        if value is None:
+            return None
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        return value
+
+    def encode(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Canonical fields → remote props (only the fields given)."""
+        props: dict[str, Any] = {}
+        for canon, value in fields.items():
+            if canon == "status":
+                if value:
+                    props.update(self.statuses.to_remote(value))
+            elif canon == "owner":
+                if self.owner_field:
+                    oid = self._owners[1].get(value.lower()) if value else None
+                    props[self.owner_field] = oid
+            elif canon in self.fields:
+                props[self.fields[canon]] = self.encode_value(canon, value)
+        return props
+
+    def mapped(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """What the remote will hold after writing ``fields``: encode then decode.
+
+        The hash of this is what the hub stores for echo detection, so a lossy
+        mapping (an unknown owner, a rounded number) never looks like a change.
+        """
+        merged = {k: fields.get(k) for k in (*self.fields, "status", *(("owner",) if self.owner_field else ()))}
+        props = self.encode({k: v for k, v in merged.items() if v is not None})
+        decoded, _ = self.decode(props)
+        return decoded
+
+    def read_changes(self, cursor: dict[str, Any] | None) -> Iterator[Page]:
+        """Pages of canonical records changed since ``cursor``."""
+        for raw_page in self.read_pages(cursor):
+            records = []
+            for raw in raw_page.records:
+                fields, problems = self.decode(raw.props) if not raw.deleted else ({}, [])
+                hub_id = raw.props.get(self.hub_id_field) or None
+                records.append(RemoteRecord(self.lead_object, raw.remote_id, raw.modified, fields,
+                                            str(hub_id) if hub_id else None, raw.deleted, problems))
+            yield Page(records, raw_page.cursor)
+
+    def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Write canonical ops in vendor-sized batches; the hub id always travels along."""
+        results: list[WriteResult] = []
+        size = self.limits.batch_size
+        for start in range(0, len(ops), size):
+            batch = []
+            for op in ops[start:start + size]:
+                props = self.encode(op.fields)
+                props[self.hub_id_field] = op.hub_id
+                batch.append(RemoteWrite(op.hub_id, props, op.remote_id))
+            results.extend(self.write_batch(batch))
+        return results

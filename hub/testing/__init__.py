@@ -1,0 +1,1 @@
+"""Test helpers for connector authors: sandbox serving, fake data, the conformance kit."""
