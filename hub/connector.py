@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from hub.errors import AuthError, ConnectorError, RateLimitError, TransientError
 from hub.http import CallMeter, Guard, Hint, Rate, RateBudget, RetryPolicy
 from hub.model import LEAD_FIELDS, Lead, fields_hash
 
@@ -51,10 +52,14 @@ __all__ = [
     "RemoteWrite",
     "WriteResult",
     "RemoteUser",
+    "TimestampCursor",
     "Connector",
 ]
 
 log = logging.getLogger(__name__)
+
+#: HTTP statuses with which a CRM refuses a write's content (not the caller or the moment)
+REJECTING = frozenset({400, 409, 422})
 
 
 class ConnectorSettings(BaseModel):
@@ -207,6 +212,35 @@ class RemoteUser:
     name: str = ""
 
 
+class TimestampCursor:
+    """An inclusive (``>=``) modified-time cursor with a seen-set.
+
+    Records sharing the boundary timestamp are neither lost (the next read starts
+    *at* it, not after it) nor repeated (ids already taken at that exact
+    timestamp are skipped). Timestamps are epoch milliseconds.
+    """
+
+    def __init__(self, value: Mapping[str, Any] | None = None):
+        value = value or {}
+        self.since: int | None = value.get("since")
+        self.seen: set[str] = set(value.get("seen", ()))
+
+    def admit(self, remote_id: str, modified_ms: int) -> bool:
+        """True if this record is new to the cursor (and should be processed)."""
+        if self.since is None or modified_ms > self.since:
+            return True
+        return modified_ms == self.since and remote_id not in self.seen
+
+    def advance(self, remote_id: str, modified_ms: int) -> None:
+        if self.since is None or modified_ms > self.since:
+            self.since, self.seen = modified_ms, {remote_id}
+        elif modified_ms == self.since:
+            self.seen.add(remote_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"since": self.since, "seen": sorted(self.seen)}
+
+
 _ADAPTERS = {name: TypeAdapter(f.annotation) for name, f in Lead.model_fields.items() if name in LEAD_FIELDS}
 
 
@@ -287,7 +321,6 @@ class Connector:
                     out[canon] = adapter.validate_json(f'"{raw}"') if isinstance(raw, str) else None
                 except ValidationError:
                     problems.append(f"field {remote!r}: cannot read {raw!r} as {canon}")
-                    out[canon] = None
         if self.owner_field:
             oid = props.get(self.owner_field)
             out["owner"] = self._owners[0].get(str(oid)) if oid not in (None, "") else None
@@ -297,7 +330,8 @@ class Connector:
         if status is None:
             shown = {f: props.get(f) for f in self.statuses.fields}
             problems.append(f"status {shown} maps to no canonical status")
-        out["status"] = status
+        else:
+            out["status"] = status
         return out, problems
 
     def encode_value(self, name: str, value: Any) -> Any:
@@ -323,16 +357,20 @@ class Connector:
                 props[self.fields[canon]] = self.encode_value(canon, value)
         return props
 
-    def mapped(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """What the remote will hold after writing ``fields``: encode then decode.
+    @property
+    def mapped_fields(self) -> tuple[str, ...]:
+        """The canonical fields this connection carries."""
+        return (*self.fields, "status", *(("owner",) if self.owner_field else ()))
 
-        The hash of this is what the hub stores for echo detection, so a lossy
-        mapping (an unknown owner, a rounded number) never looks like a change.
+    def mapped(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """What the remote will hold for ``fields`` after writing them: encode then decode.
+
+        The hub remembers this as the remote's state, so a lossy mapping (an
+        unknown owner, a rounded number) never looks like a change on the next pull.
         """
-        merged = {k: fields.get(k) for k in (*self.fields, "status", *(("owner",) if self.owner_field else ()))}
-        props = self.encode({k: v for k, v in merged.items() if v is not None})
-        decoded, _ = self.decode(props)
-        return decoded
+        wanted = [k for k in fields if k in self.mapped_fields]
+        decoded, _ = self.decode(self.encode({k: fields[k] for k in wanted}))
+        return {k: decoded.get(k) for k in wanted}
 
     def read_changes(self, cursor: dict[str, Any] | None) -> Iterator[Page]:
         """Pages of canonical records changed since ``cursor``."""
@@ -355,5 +393,19 @@ class Connector:
                 props = self.encode(op.fields)
                 props[self.hub_id_field] = op.hub_id
                 batch.append(RemoteWrite(op.hub_id, props, op.remote_id))
-            results.extend(self.write_batch(batch))
+            results.extend(self._write_isolating(batch))
         return results
+
+    def _write_isolating(self, batch: list[RemoteWrite]) -> list[WriteResult]:
+        """Write a batch; if the CRM refuses it whole (4xx), split it until the bad records
+        stand alone, so one invalid record never blocks the rest (log2(n) extra calls each)."""
+        try:
+            return self.write_batch(batch)
+        except ConnectorError as exc:
+            if isinstance(exc, (AuthError, RateLimitError, TransientError)) or exc.status not in REJECTING:
+                raise
+            if len(batch) == 1:
+                w = batch[0]
+                return [WriteResult(w.hub_id, False, w.remote_id, exc.vendor_message)]
+            mid = len(batch) // 2
+            return self._write_isolating(batch[:mid]) + self._write_isolating(batch[mid:])

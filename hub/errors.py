@@ -67,9 +67,11 @@ class PluginError(LeadHubError):
 class ConnectorError(LeadHubError):
     """Talking to a CRM failed. ``connection`` names the configured connection."""
 
-    def __init__(self, message: str, *, connection: str = "", status: int | None = None):
+    def __init__(self, message: str, *, connection: str = "", status: int | None = None,
+                 vendor_message: str = ""):
         self.connection = connection
         self.status = status
+        self.vendor_message = vendor_message or message
         prefix = f"[{connection}] " if connection else ""
         super().__init__(prefix + message)
 
@@ -93,7 +95,6 @@ class TransientError(ConnectorError):
 class RejectedRecord(ConnectorError):
     """The CRM refused one record. ``vendor_message`` is its verbatim error."""
 
-    def __init__(self, message: str, *, record: str = "", vendor_message: str = "", **kw):
+    def __init__(self, message: str, *, record: str = "", **kw):
         self.record = record
-        self.vendor_message = vendor_message or message
         super().__init__(message, **kw)

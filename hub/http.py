@@ -261,7 +261,7 @@ class Guard:
             return TransientError(f"{kind}: HTTP {answer.status} after {self.policy.attempts} attempts: "
                                   f"{snippet}", connection=self.connection, status=answer.status)
         return ConnectorError(f"{kind}: HTTP {answer.status}: {snippet}", connection=self.connection,
-                              status=answer.status)
+                              status=answer.status, vendor_message=body or "")
 
 
 def _httpx_answer(result: Any) -> Answer:

@@ -1,0 +1,225 @@
+"""HubSpot: contacts as leads, through the official ``hubspot-api-client``.
+
+Reads: the CRM search API on ``lastmodifieddate``, ascending, ``>=`` the cursor
+with a seen-set (:class:`hub.connector.TimestampCursor`), re-reading
+``search_overlap`` seconds behind it because search results lag writes, and
+restarting the query from the last timestamp seen before the search's
+10,000-result cap (windowing). Writes: ``batch/update`` for records the hub
+knows, ``batch/upsert`` on the unique ``leadhub_id`` property for new ones, so a
+retried create can never duplicate. Limits: search pages of 200, batches of 100,
+100 requests per 10 s (set ``rate`` for 190 or 250) and 5 searches per second.
+
+The client is pointed at any base URL by its ``host`` setting, so the same code
+reaches api.hubapi.com, the sandbox, or a proxy. Responses are read raw
+(``_preload_content=False``) and parsed once, which is cheaper than the client's
+model deserialisation and keeps the vendor's headers for the rate budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import urllib3
+from pydantic import SecretStr
+
+from hub.connector import (Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite,
+                           TimestampCursor, WriteResult)
+from hub.hookspecs import hookimpl
+from hub.http import Answer, Rate
+
+from .maps import FIELD_MAP, STATUS_MAP
+
+__all__ = ["HubSpotSettings", "HubSpotConnector", "hub_register_connectors"]
+
+SEARCH_CAP = 10_000
+
+
+class HubSpotSettings(ConnectorSettings):
+    base_url: str = "https://api.hubapi.com"
+    token: SecretStr
+    unique_property: str = "leadhub_id"
+    search_overlap: float = 60.0  # seconds re-read behind the cursor (search indexing lag)
+
+
+def _answer(result: Any) -> Answer:
+    from hubspot.crm.contacts import ApiException
+
+    if isinstance(result, ApiException):
+        if result.status == 0:
+            return Answer(None, {}, None, result)
+        return Answer(result.status, dict(result.headers or {}), result.body)
+    if isinstance(result, (urllib3.exceptions.HTTPError, OSError)):
+        return Answer(None, {}, None, result)
+    if isinstance(result, urllib3.BaseHTTPResponse):
+        return Answer(result.status, dict(result.headers), None)
+    raise result
+
+
+def remaining_hint(answer: Answer) -> float | None:
+    """``X-HubSpot-RateLimit-Remaining: 0`` means the 10-second window is spent."""
+    h = {k.lower(): v for k, v in answer.headers.items()}
+    if h.get("x-hubspot-ratelimit-remaining") == "0":
+        return int(h.get("x-hubspot-ratelimit-interval-milliseconds", "10000")) / 1000
+    return None
+
+
+def _ms(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+class HubSpotConnector(Connector):
+    name = "hubspot"
+    title = "HubSpot"
+    settings_model = HubSpotSettings
+    lead_object = "contacts"
+    field_map = FIELD_MAP
+    status_map = STATUS_MAP
+    owner_field = "hubspot_owner_id"
+    hub_id_field = "leadhub_id"
+    limits = Limits(page_size=200, batch_size=100, rate=Rate(100, 10), budgets={"search": Rate(5, 1)},
+                    daily=250_000)
+    hints = (remaining_hint,)
+    sandbox = "connectors.hubspot.sandbox:HubSpotSandbox"
+
+    settings: HubSpotSettings
+
+    def __init__(self, settings: HubSpotSettings, **kw: Any):
+        super().__init__(settings, **kw)
+        import hubspot
+
+        self.hub_id_field = settings.unique_property
+        self.client = hubspot.Client(access_token=settings.token.get_secret_value(),
+                                     host=settings.base_url.rstrip("/"),
+                                     retry=urllib3.Retry(total=0, connect=0, read=0, redirect=0))
+
+    def _call(self, kind: str, fn: Any, *args: Any, budget: str | None = None, **kw: Any) -> Any:
+        extra = [self.named_budgets[budget]] if budget else []
+        resp = self.guard.call(lambda: fn(*args, _preload_content=False,
+                                          _request_timeout=self.settings.timeout, **kw),
+                               kind=kind, to_answer=_answer, extra_budgets=extra)
+        return json.loads(resp.data)
+
+    @property
+    def properties(self) -> list[str]:
+        return sorted({*self.fields.values(), *self.statuses.fields, self.owner_field, self.hub_id_field,
+                       "lastmodifieddate"})
+
+    def read_pages(self, cursor: dict[str, Any] | None) -> Iterator[RawPage]:
+        from hubspot.crm.contacts import Filter, FilterGroup, PublicObjectSearchRequest
+
+        tc = TimestampCursor(cursor)
+        overlap = int(self.settings.search_overlap * 1000)
+        start = None if tc.since is None else tc.since - overlap
+        after = 0
+        while True:
+            filters = [Filter(property_name="lastmodifieddate", operator="GTE", value=str(start))] \
+                if start is not None else []
+            req = PublicObjectSearchRequest(
+                filter_groups=[FilterGroup(filters=filters)] if filters else [],
+                sorts=[{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+                properties=self.properties, limit=self.page_size, after=str(after))
+            data = self._call("search", self.client.crm.contacts.search_api.do_search, req, budget="search")
+            records = []
+            last_ms = None
+            for item in data.get("results", []):
+                props = item.get("properties") or {}
+                ms = _ms(props.get("lastmodifieddate") or item["updatedAt"])
+                last_ms = ms
+                if not tc.admit(item["id"], ms):
+                    continue
+                tc.advance(item["id"], ms)
+                modified = datetime.fromtimestamp(ms / 1000, timezone.utc)
+                records.append(RawRecord(item["id"], modified, props, bool(item.get("archived"))))
+            nxt = (data.get("paging") or {}).get("next", {}).get("after")
+            yield RawPage(records, tc.to_dict())
+            if not nxt:
+                return
+            after = int(nxt)
+            if after + self.page_size > SEARCH_CAP:
+                # window: restart the query at the last timestamp seen; the seen-set skips repeats
+                if last_ms is None or last_ms == start:
+                    raise RuntimeError(f"more than {SEARCH_CAP} contacts share lastmodifieddate {last_ms}; "
+                                       "HubSpot search cannot page through them")
+                start, after = last_ms, 0
+
+    def write_batch(self, batch: list[RemoteWrite]) -> list[WriteResult]:
+        from hubspot.crm.contacts import (BatchInputSimplePublicObjectBatchInput,
+                                          BatchInputSimplePublicObjectBatchInputUpsert,
+                                          SimplePublicObjectBatchInput, SimplePublicObjectBatchInputUpsert)
+
+        api = self.client.crm.contacts.batch_api
+        results: list[WriteResult] = []
+        updates = [w for w in batch if w.remote_id]
+        creates = [w for w in batch if not w.remote_id]
+        if updates:
+            body = BatchInputSimplePublicObjectBatchInput(inputs=[
+                SimplePublicObjectBatchInput(id=w.remote_id, properties=_strings(w.props)) for w in updates])
+            data = self._call("batch_update", api.update, body)
+            results += self._results(data, updates, key="id")
+        if creates:
+            body = BatchInputSimplePublicObjectBatchInputUpsert(inputs=[
+                SimplePublicObjectBatchInputUpsert(id=w.hub_id, id_property=self.hub_id_field,
+                                                   object_write_trace_id=w.hub_id,
+                                                   properties=_strings(w.props)) for w in creates])
+            data = self._call("batch_upsert", api.upsert, body)
+            results += self._results(data, creates, key=self.hub_id_field)
+        return results
+
+    def _results(self, data: dict[str, Any], sent: list[RemoteWrite], key: str) -> list[WriteResult]:
+        by_remote = {w.remote_id: w for w in sent}
+        out: dict[str, WriteResult] = {}
+        for item in data.get("results", []):
+            props = item.get("properties") or {}
+            hub_id = props.get(self.hub_id_field) or getattr(by_remote.get(item.get("id")), "hub_id", None)
+            if hub_id:
+                out[hub_id] = WriteResult(hub_id, True, item.get("id"))
+        for err in data.get("errors", []):
+            ctx = err.get("context") or {}
+            values = ctx.get("ids" if key == "id" else key) or ctx.get(key) or []
+            for v in values:
+                w = by_remote.get(v) if key == "id" else next((x for x in sent if x.hub_id == v), None)
+                if w is not None:
+                    out[w.hub_id] = WriteResult(w.hub_id, False, w.remote_id,
+                                                f"{err.get('category', 'ERROR')}: {err.get('message', '')}")
+        for w in sent:  # an input HubSpot neither confirmed nor refused stays pending
+            out.setdefault(w.hub_id, WriteResult(w.hub_id, False, w.remote_id, "no answer for this input",
+                                                 retryable=True))
+        return list(out.values())
+
+    def list_owners(self) -> list[RemoteUser]:
+        users, after = [], None
+        while True:
+            kw = {"limit": 100, **({"after": after} if after else {})}
+            data = self._call("owners", self.client.crm.owners.owners_api.get_page, **kw)
+            users += [RemoteUser(str(o["id"]), o.get("email") or "",
+                                 f"{o.get('firstName', '')} {o.get('lastName', '')}".strip())
+                      for o in data.get("results", []) if o.get("email")]
+            after = (data.get("paging") or {}).get("next", {}).get("after")
+            if not after:
+                return users
+
+    def encode_value(self, name: str, value: Any) -> Any:
+        if value is None:
+            return ""
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    def close(self) -> None:
+        pass
+
+
+def _strings(props: dict[str, Any]) -> dict[str, str]:
+    return {k: "" if v is None else str(v) for k, v in props.items()}
+
+
+@hookimpl
+def hub_register_connectors(register):  # type: ignore[no-untyped-def]
+    register(HubSpotConnector)
