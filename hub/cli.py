@@ -1,0 +1,192 @@
+"""The ``leadhub`` command line: a thin shell over library functions.
+
+Every command validates its inputs before any I/O and exits non-zero with
+every problem listed when something is wrong. Plugins add commands through
+``hub_register_commands(cli)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.errors import ConfigError, LeadHubError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="LeadHub: one lead process across the CRMs you already have.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Hub config file "
+                                                   "(default: $LEADHUB_CONFIG or ./leadhub.yaml).")]
+
+
+def _config_path(config: Path | None) -> Path:
+    return config or Path(os.environ.get("LEADHUB_CONFIG", "leadhub.yaml"))
+
+
+def _fail(exc: LeadHubError) -> None:
+    if isinstance(exc, ConfigError):
+        console.print(f"[red]{len(exc.problems)} problem(s):[/red]")
+        for p in exc.problems:
+            console.print(f"  {p}", markup=False, highlight=False)
+    else:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def sync(config: ConfigOpt = None,
+         connection: Annotated[Optional[list[str]], typer.Option("--connection", help="Only these.")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress.")] = False,
+         no_push: Annotated[bool, typer.Option("--no-push", help="Pull only; leave the outbox.")] = False,
+         ) -> None:
+    """Run one sync cycle for every configured connection."""
+    from hub.runtime import Hub
+
+    try:
+        hub = Hub.from_file(_config_path(config))
+        with hub:
+            if as_json:
+                outcomes = hub.sync(connection, push=not no_push)
+            else:
+                with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}"),
+                              TimeElapsedColumn(), console=console, transient=True) as bar:
+                    tasks: dict[tuple[str, str], int] = {}
+
+                    def progress(name: str, phase: str, n: int) -> None:
+                        key = (name, phase)
+                        if key not in tasks:
+                            tasks[key] = bar.add_task(f"{name}: {phase}", total=None)
+                        bar.advance(tasks[key], n)
+
+                    outcomes = hub.sync(connection, push=not no_push, progress=progress)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps({"connections": [o.as_dict() for o in outcomes],
+                                   "ok": all(o.error is None for o in outcomes)}))
+    else:
+        table = Table("connection", "pulled", "created", "updated", "unchanged", "pushed", "rejected",
+                      "malformed", "conflicts", "API calls", "429s", "seconds", title="leadhub sync")
+        for o in outcomes:
+            table.add_row(o.connection, *(str(x) for x in (o.pulled, o.created, o.updated, o.unchanged,
+                          o.pushed, o.rejected, o.malformed, o.conflicts, o.api_calls, o.throttled,
+                          o.seconds)))
+        out.print(table)
+        for o in outcomes:
+            if o.error:
+                console.print(f"[red]{o.connection}: {o.error}[/red]", highlight=False)
+    if any(o.error for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Hub config and/or process files.")]) -> None:
+    """Check config and process files; print every problem with file, line and field."""
+    import yaml
+
+    from hub.config import validate_files
+    from hub.plugins import registry
+
+    problems = []
+    for f in files:
+        is_config = False
+        try:
+            data = yaml.safe_load(f.read_text()) if f.exists() else None
+            is_config = isinstance(data, dict) and ("connections" in data or "database" in data)
+        except (yaml.YAMLError, OSError):
+            pass
+        problems += validate_files(f if is_config else None, None if is_config else f, registry().connectors)
+    errors = [p for p in problems if not p.message.startswith("warning:")]
+    for p in problems:
+        (console if p in errors else out).print(str(p), markup=False, highlight=False)
+    if errors:
+        console.print(f"[red]{len(errors)} error(s)[/red]")
+        raise typer.Exit(1)
+    out.print(f"[green]ok[/green]: {', '.join(str(f) for f in files)}")
+
+
+@app.command()
+def plugins() -> None:
+    """List loaded plugins: name, version, origin and hooks."""
+    from hub.plugins import list_plugins, registry
+
+    try:
+        reg = registry()
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    table = Table("plugin", "version", "origin", "hooks", title="leadhub plugins")
+    for p in list_plugins():
+        table.add_row(p.name, p.version, p.origin, ", ".join(p.hooks))
+    out.print(table)
+    out.print(f"connectors: {', '.join(sorted(reg.connectors)) or '-'}")
+    out.print(f"rules: {', '.join(sorted(reg.rules)) or '-'}")
+
+
+@app.command()
+def sandbox(crm: Annotated[str, typer.Argument(help="Connector name, e.g. hubspot.")],
+            port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 0,
+            seed: Annotated[int, typer.Option(help="Random seed for the generated data.")] = 0,
+            n: Annotated[int, typer.Option("--n", help="How many leads to seed.")] = 2000,
+            rate: Annotated[Optional[int], typer.Option(help="Requests per vendor window; 0: unlimited.")] = None,
+            ) -> None:
+    """Serve a CRM's sandbox on loopback, seeded, until stopped (Ctrl-C)."""
+    from hub.sandboxes import open_sandbox
+
+    try:
+        box = open_sandbox(crm, seed=seed, n=n, rate=rate)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+
+    def ready(url: str) -> None:
+        out.print(f"{crm} sandbox serving at [bold]{url}[/bold]")
+        out.print(f"token: {box.token}")
+        out.print(f"{n} leads seeded (seed {seed}); Ctrl-C to stop")
+
+    box.serve_forever(port=port, on_ready=ready)
+
+
+@app.command()
+def demo(n: Annotated[int, typer.Option("--n", help="Leads to seed.")] = 3000,
+         seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+         keep: Annotated[Optional[Path], typer.Option(help="Keep the demo's files in this folder.")] = None,
+         ) -> None:
+    """Sandboxes, seeded data, a real sync, and a readable report. Leaves nothing running."""
+    from hub.demo import run_demo
+
+    try:
+        run_demo(out, n=n, seed=seed, keep=keep)
+    except LeadHubError as exc:
+        _fail(exc)
+
+
+def _load_plugin_commands() -> None:
+    try:
+        from hub.plugins import get_plugin_manager
+
+        get_plugin_manager().hook.hub_register_commands(cli=app)
+    except LeadHubError as exc:
+        console.print(f"[red]plugin error:[/red] {exc}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    _load_plugin_commands()
+    app(args=argv, prog_name="leadhub")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,98 @@
+"""A running hub: config + plugins + store + live connections, assembled once.
+
+This is the library behind every CLI command and the scheduler: validate the
+whole config before any I/O, then open the store, migrate it, and build one
+connector per enabled connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from hub.config import HubConfig, load_config
+from hub.errors import ConfigError, ConnectorError
+from hub.plugins import Registry, registry
+from hub.process import Process, default_process, load_process
+from hub.store import Store
+from hub.sync import Connection, SyncOutcome, Syncer
+
+__all__ = ["Hub"]
+
+
+class Hub:
+    """Everything one hub needs, built from a config file (or a config object)."""
+
+    def __init__(self, config: HubConfig, *, base: Path | None = None, plugins: Registry | None = None):
+        self.config = config
+        self.plugins = plugins or registry()
+        self.base = base or Path.cwd()
+        if config.process:
+            path = Path(config.process)
+            self.process: Process = load_process(path if path.is_absolute() else self.base / path)
+        else:
+            self.process = default_process()
+        self.store = Store(config.database)
+        self._connections: dict[str, Connection] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Hub:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file (pass --config or set LEADHUB_CONFIG)")
+        reg = registry()
+        return cls(load_config(path, reg.connectors), base=path.parent, plugins=reg)
+
+    def open(self) -> Hub:
+        self.store.migrate()
+        return self
+
+    def connection(self, name: str) -> Connection:
+        if name not in self._connections:
+            cc = self.config.connections[name]
+            cls = self.plugins.connectors[cc.connector]
+            self._connections[name] = Connection(name, cls(cc.settings, connection=name), cc.role,
+                                                 cc.direction)
+        return self._connections[name]
+
+    def connection_names(self, only: Iterable[str] | None = None) -> list[str]:
+        names = [n for n, c in self.config.connections.items() if c.enabled]
+        if only:
+            wanted = list(only)
+            unknown = [n for n in wanted if n not in self.config.connections]
+            if unknown:
+                raise ConfigError(f"unknown connection(s) {', '.join(unknown)}; configured: "
+                                  f"{', '.join(self.config.connections) or 'none'}")
+            names = [n for n in names if n in wanted]
+        return names
+
+    def syncer(self) -> Syncer:
+        return Syncer(self.store, transitions=self.process.transitions, required=self.process.required,
+                      hook=self.plugins.pm.hook)
+
+    def sync(self, only: Iterable[str] | None = None, *, push: bool = True,
+             progress: Callable[[str, str, int], None] | None = None) -> list[SyncOutcome]:
+        """One sync cycle for each (selected) connection; one failing CRM never stops the others."""
+        syncer = self.syncer()
+        outcomes = []
+        for name in self.connection_names(only):
+            try:
+                conn = self.connection(name)
+            except ConnectorError as exc:
+                outcomes.append(SyncOutcome(name, error=str(exc)))
+                continue
+            cb = (lambda phase, n, _name=name: progress(_name, phase, n)) if progress else None
+            outcomes.append(syncer.run(conn, push=push and conn.writes, progress=cb))
+        return outcomes
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.connector.close()
+        self.store.dispose()
+
+    def __enter__(self) -> Hub:
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
