@@ -1,0 +1,145 @@
+"""The CLI through its real entry point (the installed ``leadhub`` script), in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from connectors.hubspot.sandbox import HubSpotSandbox
+
+REPO = Path(__file__).resolve().parents[2]
+LEADHUB = shutil.which("leadhub") or pytest.fail("the leadhub script is not installed: pip install -e '.[test]'")
+
+
+def run(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    e = {**os.environ, "COLUMNS": "200", **env}
+    return subprocess.run([LEADHUB, *args], capture_output=True, text=True, env=e, timeout=timeout, cwd=REPO)
+
+
+def write_config(folder: Path, url: str, db: Path) -> Path:
+    cfg = folder / "leadhub.yaml"
+    cfg.write_text(f"database: sqlite:///{db}\nconnections:\n  marketing:\n    connector: hubspot\n"
+                   f"    role: marketing\n    base_url: {url}\n    token: ${{TEST_HUBSPOT_TOKEN}}\n")
+    return cfg
+
+
+@pytest.fixture
+def served_box():
+    box = HubSpotSandbox(rate=None, search_rate=None)
+    with box.serve() as served:
+        box.url = served.url
+        yield box
+
+
+def test_sync_json_reports_counts_and_a_second_run_writes_nothing(tmp_path, served_box):
+    served_box.seed(600, seed=11)
+    cfg = write_config(tmp_path, served_box.url, tmp_path / "hub.db")
+    first = run("sync", "--config", str(cfg), "--json", TEST_HUBSPOT_TOKEN=served_box.token)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    (m,) = data["connections"]
+    assert data["ok"] and m["connection"] == "marketing"
+    assert m["pulled"] == 600 and m["created"] == 600 and m["pushed"] == 600
+    assert m["api_calls"] == m["pull_calls"] + m["push_calls"] > 0
+    second = json.loads(run("sync", "-c", str(cfg), "--json", TEST_HUBSPOT_TOKEN=served_box.token).stdout)
+    (m2,) = second["connections"]
+    assert m2["pushed"] == 0 and m2["push_calls"] == 0 and m2["created"] == 0 and m2["updated"] == 0
+
+
+def test_sync_table_output_and_a_clear_error_for_a_missing_secret(tmp_path, served_box):
+    served_box.seed(10)
+    cfg = write_config(tmp_path, served_box.url, tmp_path / "hub.db")
+    ok = run("sync", "-c", str(cfg), TEST_HUBSPOT_TOKEN=served_box.token)
+    assert ok.returncode == 0 and "marketing" in ok.stdout and "pulled" in ok.stdout
+    env = {k: v for k, v in os.environ.items() if k != "TEST_HUBSPOT_TOKEN"}
+    missing = subprocess.run([LEADHUB, "sync", "-c", str(cfg)], capture_output=True, text=True, env=env,
+                             timeout=60)
+    assert missing.returncode == 2
+    assert "TEST_HUBSPOT_TOKEN" in missing.stderr and "leadhub.yaml" in missing.stderr
+
+
+def test_sigkill_mid_pull_then_rerun_leaves_every_record_exactly_once(tmp_path):
+    box = HubSpotSandbox(rate=None, search_rate=5)  # the real search pace: about 1,000 contacts/s
+    box.seed(6000, seed=5)
+    db = tmp_path / "hub.db"
+    with box.serve() as served:
+        cfg = write_config(tmp_path, served.url, db)
+        env = {**os.environ, "TEST_HUBSPOT_TOKEN": box.token}
+        proc = subprocess.Popen([LEADHUB, "sync", "-c", str(cfg), "--json"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        taken = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect(db, timeout=1) as c:
+                    taken = c.execute("select count(*) from leads").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if taken >= 1000:
+                break
+        assert proc.poll() is None, "the sync finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert 0 < taken < 6000
+        again = run("sync", "-c", str(cfg), "--json", TEST_HUBSPOT_TOKEN=box.token)
+        assert again.returncode == 0, again.stderr
+    with sqlite3.connect(db) as c:
+        leads = c.execute("select count(*) from leads").fetchone()[0]
+        remote = c.execute("select count(distinct remote_id), count(*) from links").fetchone()
+        stamped = c.execute("select count(*) from outbox where state in ('pending','failed')").fetchone()[0]
+    assert leads == 6000 and remote == (6000, 6000) and stamped == 0
+    ids = [c.get("leadhub_id") for c in box.contacts.values()]
+    assert len(box.contacts) == 6000 and len(set(ids)) == 6000 and all(ids)
+
+
+def test_validate_reports_problems_with_file_and_line(tmp_path):
+    ok = run("validate", "examples/leadhub.yaml", "examples/process.yaml", HUBSPOT_TOKEN="x")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "process.yaml"
+    bad.write_text((REPO / "examples/process.yaml").read_text().replace("to: MQL", "to: MQLL", 1))
+    res = run("validate", str(bad))
+    assert res.returncode == 1
+    assert "process.yaml:" in res.stderr and "MQLL" in res.stderr
+
+
+def test_sandbox_command_serves_until_terminated():
+    proc = subprocess.Popen([LEADHUB, "sandbox", "hubspot", "--n", "50", "--seed", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        url = token = None
+        for line in proc.stdout:
+            if "serving at" in line:
+                url = line.split("serving at")[1].strip()
+            if line.startswith("token:"):
+                token = line.split(":", 1)[1].strip()
+                break
+        import httpx
+
+        r = httpx.get(f"{url}/crm/v3/objects/contacts", params={"limit": 100},
+                      headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and len(r.json()["results"]) == 50
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_demo_runs_end_to_end_and_leaves_nothing_running():
+    t0 = time.monotonic()
+    res = run("demo", "--n", "1500", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert time.monotonic() - t0 < 60
+    for text in ("Leads by canonical status", "Leads by source", "API calls against the vendor minimum",
+                 "MQL", "Closed Won", "2nd sync"):
+        assert text in res.stdout, text
+    assert "0 writes (no outside edits" in res.stdout
