@@ -157,7 +157,7 @@ def sandbox(crm: Annotated[str, typer.Argument(help="Connector name, e.g. hubspo
         out.print(f"token: {box.token}")
         out.print(f"{n} leads seeded (seed {seed}); Ctrl-C to stop")
 
-    box.serve_forever(port=port, on_ready=ready)
+    box.serve_forever(port=port, ready=ready)
 
 
 @app.command()

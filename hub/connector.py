@@ -44,6 +44,7 @@ __all__ = [
     "ConnectorSettings",
     "Limits",
     "StatusMap",
+    "ValueMap",
     "RawRecord",
     "RawPage",
     "RemoteRecord",
@@ -74,7 +75,8 @@ class ConnectorSettings(BaseModel):
 
     base_url: str
     timeout: float = 30.0
-    rate: tuple[int, float] | None = None  # override (requests, seconds)
+    rate: tuple[int, float] | None = None  # override (requests, seconds), e.g. [190, 10] for HubSpot Pro
+    unlimited: bool = False  # no client-side budgets at all: for limit-free sandboxes and benchmarks
     page_size: int | None = None
     status_map: dict[str, dict[str, str]] | None = None
     field_map: dict[str, str] | None = None
@@ -132,6 +134,27 @@ class StatusMap:
             return self
         merged = {**self.write, **write}
         return StatusMap(merged, [(v, k) for v, k in self.entries if self.write.get(k) != v])
+
+
+class ValueMap:
+    """Picklist values of one field: remote value → canonical value, and back.
+
+    ``read`` maps each remote option to its canonical value; writing uses the
+    inverse, plus ``write`` for canonical values that have no remote option of
+    their own (e.g. HubSpot has no "partner" source: write ``OTHER_CAMPAIGNS``).
+    A value neither knows passes through unchanged (and a CRM that refuses it
+    rejects that one record, with its own message).
+    """
+
+    def __init__(self, read: Mapping[str, str], write: Mapping[str, str] | None = None):
+        self.read = dict(read)
+        self.write = {**{c: r for r, c in reversed(list(read.items()))}, **(write or {})}
+
+    def to_canonical(self, value: Any) -> Any:
+        return self.read.get(value, value)
+
+    def to_remote(self, value: Any) -> Any:
+        return self.write.get(value, value)
 
 
 @dataclass(slots=True)
@@ -252,6 +275,8 @@ class Connector:
     settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
     lead_object: ClassVar[str] = "leads"
     field_map: ClassVar[dict[str, str]] = {}
+    #: picklist translations per canonical field, e.g. {"source": ValueMap({...})}
+    value_maps: ClassVar[dict[str, ValueMap]] = {}
     status_map: ClassVar[StatusMap]
     owner_field: ClassVar[str | None] = None
     hub_id_field: ClassVar[str]
@@ -267,8 +292,9 @@ class Connector:
         self.connection = connection or self.name
         self.meter = meter or CallMeter()
         rate = Rate(*settings.rate) if settings.rate else self.limits.rate
-        budgets = [RateBudget(rate, margin=0.02)] if rate else []
-        self.named_budgets = {k: RateBudget(r) for k, r in self.limits.budgets.items()}
+        budgets = [RateBudget(rate, margin=0.02)] if rate and not settings.unlimited else []
+        self.named_budgets = {k: RateBudget(r) for k, r in self.limits.budgets.items()
+                              if not settings.unlimited}
         self.guard = Guard(connection=self.connection, budgets=budgets, policy=policy, meter=self.meter,
                            hints=self.hints)
         self.fields = {**self.field_map, **(settings.field_map or {})}
@@ -310,6 +336,8 @@ class Connector:
             if raw is None or raw == "":
                 out[canon] = None
                 continue
+            if canon in self.value_maps:
+                raw = self.value_maps[canon].to_canonical(raw)
             adapter = _ADAPTERS.get(canon)
             if adapter is None:
                 out[canon] = raw
@@ -354,6 +382,8 @@ class Connector:
                     oid = self._owners[1].get(value.lower()) if value else None
                     props[self.owner_field] = oid
             elif canon in self.fields:
+                if canon in self.value_maps and value is not None:
+                    value = self.value_maps[canon].to_remote(value)
                 props[self.fields[canon]] = self.encode_value(canon, value)
         return props
 

@@ -43,8 +43,9 @@ def enqueue(s: Session, *, connection: str, object: str, lead_id: str, fields: d
     return row
 
 
-def open_rows(s: Session, connection: str, limit: int | None = None) -> list[OutboxRow]:
-    q = sa.select(OutboxRow).where(OutboxRow.connection == connection,
+def open_rows(s: Session, connection: str, limit: int | None = None, after_id: int = 0) -> list[OutboxRow]:
+    """Open rows in queue order; ``after_id`` pages through them so a run tries each once."""
+    q = sa.select(OutboxRow).where(OutboxRow.connection == connection, OutboxRow.id > after_id,
                                    OutboxRow.state.in_(OPEN_STATES)).order_by(OutboxRow.id)
     if limit:
         q = q.limit(limit)

@@ -309,12 +309,13 @@ class Syncer:
     def push(self, conn: Connection, out: SyncOutcome, progress: Progress | None = None) -> None:
         cn = conn.connector
         chunk = max(cn.limits.batch_size, 1) * 5
+        last_id = 0
         while True:
             with Session(self.store.engine) as s:
-                rows = outbox.open_rows(s, conn.name, limit=chunk)
-                done_ids = set()
+                rows = outbox.open_rows(s, conn.name, limit=chunk, after_id=last_id)
                 if not rows:
                     return
+                last_id = rows[-1].id
                 leads = {r.id: lead_from_row(r) for r in s.exec(sa.select(LeadRow).where(
                     LeadRow.id.in_([row.lead_id for row in rows]))).scalars()}
                 links = {ln.lead_id: ln for ln in s.exec(sa.select(Link).where(
@@ -345,16 +346,12 @@ class Syncer:
                         out.rejected += 1
                         s.add(RecordIssue(run_id=out.run_id, connection=conn.name, remote_id=op.remote_id,
                                           lead_id=op.hub_id, kind="rejected", message=res.error or "", at=now))
-                        done_ids.add(row.id)
                         continue
                     outbox.mark_done(row)
-                    done_ids.add(row.id)
                     out.pushed += 1
                     self._record_write(s, conn, op, res.remote_id or op.remote_id, now)
             if progress:
                 progress("push", len(rows))
-            if len(done_ids) < len(rows):
-                return  # some writes are waiting for a retry: don't spin on them this run
 
     def _record_write(self, s: Session, conn: Connection, op: WriteOp, remote_id: str | None,
                       now: datetime) -> None:

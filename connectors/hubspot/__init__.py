@@ -30,7 +30,7 @@ from hub.connector import (Connector, ConnectorSettings, Limits, RawPage, RawRec
 from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate
 
-from .maps import FIELD_MAP, STATUS_MAP
+from .maps import FIELD_MAP, STATUS_MAP, VALUE_MAPS
 
 __all__ = ["HubSpotSettings", "HubSpotConnector", "hub_register_connectors"]
 
@@ -78,6 +78,7 @@ class HubSpotConnector(Connector):
     settings_model = HubSpotSettings
     lead_object = "contacts"
     field_map = FIELD_MAP
+    value_maps = VALUE_MAPS
     status_map = STATUS_MAP
     owner_field = "hubspot_owner_id"
     hub_id_field = "leadhub_id"
@@ -98,7 +99,7 @@ class HubSpotConnector(Connector):
                                      retry=urllib3.Retry(total=0, connect=0, read=0, redirect=0))
 
     def _call(self, kind: str, fn: Any, *args: Any, budget: str | None = None, **kw: Any) -> Any:
-        extra = [self.named_budgets[budget]] if budget else []
+        extra = [self.named_budgets[budget]] if budget in self.named_budgets else []
         resp = self.guard.call(lambda: fn(*args, _preload_content=False,
                                           _request_timeout=self.settings.timeout, **kw),
                                kind=kind, to_answer=_answer, extra_budgets=extra)

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from hub.connector import StatusMap
+from hub.connector import StatusMap, ValueMap
 
-__all__ = ["FIELD_MAP", "STATUS_MAP"]
+__all__ = ["FIELD_MAP", "VALUE_MAPS", "STATUS_MAP"]
 
 #: canonical field -> HubSpot contact property
 FIELD_MAP: dict[str, str] = {
@@ -23,6 +23,18 @@ FIELD_MAP: dict[str, str] = {
     "loss_reason": "closed_lost_reason",
     "industry": "industry",
     "company_size": "company_size",
+}
+
+#: HubSpot's "Original source" options <-> canonical sources
+VALUE_MAPS: dict[str, ValueMap] = {
+    "source": ValueMap(
+        read={"ORGANIC_SEARCH": "organic", "PAID_SEARCH": "paid", "PAID_SOCIAL": "paid-social",
+              "REFERRALS": "referral", "OTHER_CAMPAIGNS": "campaign", "OFFLINE": "offline",
+              "DIRECT_TRAFFIC": "direct", "SOCIAL_MEDIA": "social", "EMAIL_MARKETING": "email",
+              "AI_REFERRALS": "ai-referral"},
+        write={"partner": "OTHER_CAMPAIGNS", "event": "OFFLINE", "outbound": "OFFLINE",
+               "self-serve": "DIRECT_TRAFFIC"},
+    ),
 }
 
 #: canonical status -> the lifecyclestage / hs_lead_status pair the hub writes.
