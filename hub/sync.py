@@ -39,10 +39,27 @@ from hub.connector import Connector, Page, RemoteRecord, WriteOp
 from hub.errors import ConnectorError
 from hub.model import (DEFAULT_TRANSITIONS, LEAD_FIELDS, REQUIRED_FIELDS, Lead, Status, check_transition,
                        fields_hash, utcnow)
-from hub.store import (Conflict, Cursor, LeadRow, Link, RecordIssue, Run, StatusChange, Store,
+from hub.store import (Conflict, Cursor, LeadRow, Link, OutboxRow, RecordIssue, Run, StatusChange, Store,
                        lead_from_row, row_values)
 
 __all__ = ["Connection", "SyncOutcome", "Syncer", "jsonable"]
+
+
+@dataclass
+class _NewRows:
+    """Rows a page creates, inserted in bulk (parents first) at the end of the page."""
+
+    leads: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, s: Session) -> None:
+        for model, rows in ((LeadRow, self.leads), (Link, self.links), (StatusChange, self.history),
+                            (OutboxRow, self.outbox), (RecordIssue, self.issues)):
+            if rows:
+                s.execute(sa.insert(model.__table__), rows)
 
 Progress = Callable[[str, int], None]
 
@@ -168,23 +185,26 @@ class Syncer:
 
     def _apply_page(self, s: Session, conn: Connection, page: Page, out: SyncOutcome,
                     changed: list[tuple[Lead, dict[str, Any]]]) -> None:
+        """Apply one page: a few queries per page, bulk inserts for new leads, never a query per record."""
         cn = conn.connector
         records = list({r.remote_id: r for r in page.records}.values())  # last version wins
         out.pulled += len(page.records)
         ids = [r.remote_id for r in records]
+        hub_ids = [r.hub_id for r in records if r.hub_id]
         links = {ln.remote_id: ln for ln in s.exec(sa.select(Link).where(
             Link.connection == conn.name, Link.object == cn.lead_object, Link.remote_id.in_(ids))).scalars()}
-        wanted = {ln.lead_id for ln in links.values()} | {r.hub_id for r in records if r.hub_id}
+        wanted = {ln.lead_id for ln in links.values()} | set(hub_ids)
         leads = {row.id: row for row in s.exec(sa.select(LeadRow).where(LeadRow.id.in_(wanted))).scalars()}
-        linked = {ln.lead_id for ln in s.exec(sa.select(Link).where(
-            Link.connection == conn.name, Link.object == cn.lead_object,
-            Link.lead_id.in_([r.hub_id for r in records if r.hub_id]))).scalars()}
+        linked = set(s.exec(sa.select(Link.lead_id).where(
+            Link.connection == conn.name, Link.object == cn.lead_object, Link.lead_id.in_(hub_ids))).scalars())
         now = utcnow()
+        new = _NewRows()
+        touched: list[dict[str, Any]] = []
         for rec in records:
             for problem in rec.problems:
                 out.malformed += 1
-                s.add(RecordIssue(run_id=out.run_id, connection=conn.name, remote_id=rec.remote_id,
-                                  kind="malformed", message=problem, at=now))
+                new.issues.append(dict(run_id=out.run_id, connection=conn.name, remote_id=rec.remote_id,
+                                       kind="malformed", message=problem, at=now))
             link = links.get(rec.remote_id)
             if rec.deleted:
                 if link and link.deleted_at is None:
@@ -194,61 +214,61 @@ class Syncer:
             fields = jsonable(rec.fields)
             digest = fields_hash(fields)
             if link is not None:
-                if link.synced_hash == digest:
+                if link.synced_hash == digest and link.deleted_at is None:
                     out.unchanged += 1
-                    link.remote_modified = rec.modified
+                    touched.append({"lid": link.id, "rm": rec.modified})
                     continue
                 row = leads[link.lead_id]
                 change = self._update(s, conn, row, link, rec, fields, out, now)
-                link.synced_hash, link.remote_modified = digest, rec.modified
-                link.deleted_at = None
-                s.add(link)
+                link.synced_hash, link.remote_modified, link.deleted_at = digest, rec.modified, None
                 if change:
                     out.updated += 1
                     changed.append((lead_from_row(row), change))
                 else:
                     out.unchanged += 1
                 continue
-            row = self._create(s, conn, rec, leads, linked, out, now)
-            linked.add(row.id)
-            link = Link(lead_id=row.id, connection=conn.name, object=cn.lead_object, remote_id=rec.remote_id,
-                        remote_modified=rec.modified, synced_hash=digest, synced=fields)
-            s.add(link)
-            links[rec.remote_id] = link
-            changed.append((lead_from_row(row), {"fields": {}, "connection": conn.name, "created": True}))
-            if rec.hub_id != row.id and conn.writes:
+            hub_id = rec.hub_id
+            if hub_id and hub_id in linked:
+                # a second record carries an id already linked here (a copy, a re-import): a new person
+                new.issues.append(dict(run_id=out.run_id, connection=conn.name, remote_id=rec.remote_id,
+                                       lead_id=hub_id, kind="malformed", at=now,
+                                       message=f"hub id {hub_id} is already linked to another record; "
+                                               "it gets a new id"))
+                hub_id = None
+            if hub_id and hub_id in leads:  # a lead the hub knows, seen here for the first time
+                row = leads[hub_id]
+                change = self._update(s, conn, row, None, rec, fields, out, now)
+                out.updated += 1
+                lead = lead_from_row(row)
+            else:
+                lead = self._new_lead(rec, hub_id)
+                new.leads.append({**row_values(lead), "created_at": now, "updated_at": now})
+                new.history.append(dict(lead_id=lead.id, from_status=None, to_status=lead.status,
+                                        at=rec.modified, by=f"connection:{conn.name}", connection=conn.name,
+                                        incomplete=[]))
+                out.created += 1
+                change = {"fields": {}, "created": True}
+            linked.add(lead.id)
+            new.links.append(dict(lead_id=lead.id, connection=conn.name, object=cn.lead_object,
+                                  remote_id=rec.remote_id, remote_modified=rec.modified, synced_hash=digest,
+                                  synced=fields))
+            changed.append((lead, {**change, "connection": conn.name}))
+            if rec.hub_id != lead.id and conn.writes:
                 # stamp the hub's id into the record so the link survives renames and re-imports
-                outbox.enqueue(s, connection=conn.name, object=cn.lead_object, lead_id=row.id, fields={},
-                               remote_id=rec.remote_id)
+                new.outbox.append(dict(connection=conn.name, object=cn.lead_object, lead_id=lead.id,
+                                       remote_id=rec.remote_id, fields={}, state="pending", attempts=0,
+                                       created_at=now, updated_at=now))
+        s.flush()
+        new.write(s)
+        if touched:
+            s.connection().execute(sa.update(Link.__table__).where(Link.__table__.c.id == sa.bindparam("lid"))
+                                   .values(remote_modified=sa.bindparam("rm")), touched)
 
-    def _create(self, s: Session, conn: Connection, rec: RemoteRecord, leads: dict[str, LeadRow],
-                linked: set[str], out: SyncOutcome, now: datetime) -> LeadRow:
-        hub_id = rec.hub_id
-        if hub_id and (hub_id in linked):
-            # a second record carries an id already linked here (a copy, a re-import): a new person
-            s.add(RecordIssue(run_id=out.run_id, connection=conn.name, remote_id=rec.remote_id,
-                              lead_id=hub_id, kind="malformed",
-                              message=f"hub id {hub_id} is already linked to another record; given a new id",
-                              at=now))
-            hub_id = None
-        if hub_id and hub_id in leads:
-            row = leads[hub_id]
-            self._update(s, conn, row, None, rec, jsonable(rec.fields), out, now)
-            out.updated += 1
-            return row
+    def _new_lead(self, rec: RemoteRecord, hub_id: str | None) -> Lead:
         first = {k: v for k, v in rec.fields.items() if k in LEAD_FIELDS and k != "status" and not _blank(v)}
         custom = {k: _json_value(v) for k, v in rec.fields.items() if k not in LEAD_FIELDS and not _blank(v)}
-        status = rec.fields.get("status") or self.initial_status
-        lead = Lead(**({"id": hub_id} if hub_id else {}), **first, custom=custom, status=status,
-                    status_since=rec.modified)
-        row = LeadRow(**row_values(lead), created_at=now, updated_at=now)
-        s.add(row)
-        s.flush()
-        leads[row.id] = row
-        s.add(StatusChange(lead_id=row.id, from_status=None, to_status=status, at=rec.modified,
-                           by=f"connection:{conn.name}", connection=conn.name))
-        out.created += 1
-        return row
+        return Lead(**({"id": hub_id} if hub_id else {}), **first, custom=custom,
+                    status=rec.fields.get("status") or self.initial_status, status_since=rec.modified)
 
     def _update(self, s: Session, conn: Connection, row: LeadRow, link: Link | None, rec: RemoteRecord,
                 fields: dict[str, Any], out: SyncOutcome, now: datetime) -> dict[str, Any]:
@@ -336,8 +356,13 @@ class Syncer:
             by_id = {r.hub_id: r for r in results}
             now = utcnow()
             with self.store.session() as s:
+                fresh = {r.id: r for r in s.exec(sa.select(OutboxRow).where(
+                    OutboxRow.id.in_([row.id for row in rows]))).scalars()}
+                done_links = {ln.lead_id: ln for ln in s.exec(sa.select(Link).where(
+                    Link.connection == conn.name, Link.object == cn.lead_object,
+                    Link.lead_id.in_([op.hub_id for op in ops]))).scalars()}
                 for row, op in zip(rows, ops):
-                    row = s.get(type(row), row.id)
+                    row = fresh[row.id]
                     res = by_id.get(op.hub_id)
                     if res is None or (not res.ok and res.retryable):
                         continue  # stays pending; retried next run
@@ -349,21 +374,22 @@ class Syncer:
                         continue
                     outbox.mark_done(row)
                     out.pushed += 1
-                    self._record_write(s, conn, op, res.remote_id or op.remote_id, now)
+                    self._record_write(s, conn, op, res.remote_id or op.remote_id, done_links)
             if progress:
                 progress("push", len(rows))
 
     def _record_write(self, s: Session, conn: Connection, op: WriteOp, remote_id: str | None,
-                      now: datetime) -> None:
+                      links: dict[str, Link]) -> None:
         """Remember what the remote now holds, so the next pull sees no change (no echo)."""
         cn = conn.connector
         if remote_id is None:
             return
-        link = s.exec(sa.select(Link).where(Link.connection == conn.name, Link.object == cn.lead_object,
-                                            Link.lead_id == op.hub_id)).scalars().first()
+        link = links.get(op.hub_id)
         if link is None:
             link = Link(lead_id=op.hub_id, connection=conn.name, object=cn.lead_object, remote_id=remote_id,
                         synced={})
-        state = {**(link.synced or {}), **jsonable(cn.mapped(op.fields))}
-        link.synced, link.synced_hash = state, fields_hash(state)
+            links[op.hub_id] = link
+        if op.fields:
+            state = {**(link.synced or {}), **jsonable(cn.mapped(op.fields))}
+            link.synced, link.synced_hash = state, fields_hash(state)
         s.add(link)

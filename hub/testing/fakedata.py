@@ -153,7 +153,7 @@ def _phone(rng: random.Random, country: str) -> tuple[str, str, str]:
 
 def _reformat(phone: str, country: str) -> tuple[str, str, str]:
     """The formats of a number written in any of them."""
-    _, cc, trunk, areas, digits, _, _ = _COUNTRIES[country]
+    _, cc, trunk, _, digits, _, _ = _COUNTRIES[country]
     number = "".join(c for c in phone if c.isdigit())
     number = number[len(cc):] if phone.startswith("+") else number[len(trunk):]
     area = number[:len(number) - digits]

@@ -165,7 +165,7 @@ def test_routes_params_query_lists_and_json_bodies(notes):
 
 
 def test_unknown_paths_wrong_methods_bad_json_and_handler_bugs_get_error_answers(notes, caplog):
-    box, client = notes
+    _, client = notes
     assert client.get("/v1/nothing").status_code == 404
     assert client.delete("/v1/notes/1").status_code == 405
     bad = client.put("/v1/notes/1", content=b"{not json", headers={"content-type": "application/json"})
@@ -213,4 +213,4 @@ def test_app_is_an_asgi_callable_and_a_base_sandbox_needs_routes():
     box = Notes()
     assert box.app is box.app and callable(box.app)
     with pytest.raises(NotImplementedError):
-        Sandbox().app
+        _ = Sandbox().app
