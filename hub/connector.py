@@ -292,7 +292,7 @@ class Connector:
         self.connection = connection or self.name
         self.meter = meter or CallMeter()
         rate = Rate(*settings.rate) if settings.rate else self.limits.rate
-        budgets = [RateBudget(rate, margin=0.02)] if rate and not settings.unlimited else []
+        budgets = [RateBudget(rate)] if rate and not settings.unlimited else []
         self.named_budgets = {k: RateBudget(r) for k, r in self.limits.budgets.items()
                               if not settings.unlimited}
         self.guard = Guard(connection=self.connection, budgets=budgets, policy=policy, meter=self.meter,

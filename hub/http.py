@@ -64,14 +64,17 @@ class Rate:
 class RateBudget:
     """A thread-safe sliding-window limiter: at most ``rate.requests`` starts per ``rate.per`` s.
 
-    ``margin`` keeps a little head-room below the vendor's figure (clocks differ,
-    other apps share the same account).
+    ``margin`` keeps a share of the vendor's figure free (other apps share the
+    account); ``slack`` lengthens the window (default: 2 % of it, at least 50 ms).
     """
 
-    def __init__(self, rate: Rate, *, margin: float = 0.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, rate: Rate, *, margin: float = 0.0, slack: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.rate = rate
         self.capacity = max(1, int(rate.requests * (1 - margin)))
+        # the vendor counts arrivals, we count departures: network jitter can squeeze two calls
+        # closer together on their side, so our window is a little longer than theirs
+        self.window = rate.per + (max(0.02 * rate.per, 0.05) if slack is None else slack)
         self._starts: deque[float] = deque()
         self._paused_until = 0.0
         self._lock = threading.Lock()
@@ -84,14 +87,14 @@ class RateBudget:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= self.rate.per:
+                while self._starts and now - self._starts[0] >= self.window:
                     self._starts.popleft()
                 wait = max(0.0, self._paused_until - now)
                 if not wait and len(self._starts) < self.capacity:
                     self._starts.append(now)
                     return
                 if not wait:
-                    wait = self.rate.per - (now - self._starts[0]) + 0.001
+                    wait = self.window - (now - self._starts[0]) + 0.001
             self.waited += wait
             self._sleep(wait)
 

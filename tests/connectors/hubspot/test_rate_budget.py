@@ -1,0 +1,40 @@
+"""The HubSpot connector stays inside the real limits instead of bouncing off them."""
+
+from __future__ import annotations
+
+import math
+
+from connectors.hubspot import HubSpotConnector, HubSpotSettings
+from connectors.hubspot.sandbox import HubSpotSandbox
+from hub.sync import Connection, Syncer
+
+
+def test_pull_of_20000_at_100_per_10s_costs_the_vendor_minimum_and_at_most_one_429(sqlite_store):
+    box = HubSpotSandbox(rate=100, search_rate=5)
+    box.seed(20_000, seed=9)
+    with box.serve() as served:
+        conn = Connection("marketing", HubSpotConnector(
+            HubSpotSettings(base_url=served.url, token=box.token, search_overlap=0), connection="marketing"))
+        out = Syncer(sqlite_store).run(conn, push=False)
+    assert out.error is None
+    assert out.pulled == 20_000 and out.created == 20_000
+    searches = out.pull_calls - 1  # one owners page
+    windows = math.ceil(20_000 / 10_000) - 1
+    minimum = math.ceil(20_000 / 200) + windows
+    assert searches <= minimum * 1.02, (searches, minimum)
+    assert out.throttled <= 1
+    print(f"\n{searches} searches for 20,000 contacts (minimum {minimum}), {out.throttled} 429s, {out.seconds}s")
+
+
+def test_reads_and_writes_together_stay_under_the_ten_second_window(sqlite_store):
+    rate = 10  # a tiny window, so 16 calls must wait for a second one
+    box = HubSpotSandbox(rate=rate, search_rate=None)
+    box.seed(1_000, seed=2)
+    with box.serve() as served:
+        settings = HubSpotSettings(base_url=served.url, token=box.token, search_overlap=0, rate=(rate, 10))
+        conn = Connection("marketing", HubSpotConnector(settings, connection="marketing"))
+        conn.connector.named_budgets.clear()  # search limit off in this sandbox: only the 10 s window counts
+        out = Syncer(sqlite_store).run(conn)
+    assert out.error is None and out.pushed == 1_000
+    assert out.api_calls == 16 and out.throttled == 0
+    assert out.seconds >= 10
