@@ -47,6 +47,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.testing.tls import LoopbackTLS, loopback_tls
 from hub.testing.serve import Served, serve, serve_forever
 
 __all__ = ["Clock", "Verdict", "RollingWindow", "Fault", "Faults", "Call", "Reject", "Handler", "Sandbox"]
@@ -302,14 +303,20 @@ class Sandbox:
             self._app = self._asgi
         return self._app
 
+    #: serve over HTTPS with a loopback certificate (for clients that only speak https)
+    tls: bool = False
+
+    def _tls(self) -> LoopbackTLS | None:
+        return loopback_tls() if self.tls else None
+
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> Served:
         """Serve in a background thread; use as a context manager or call ``.stop()``."""
-        return serve(self.app, port, host)
+        return serve(self.app, port, host, tls=self._tls())
 
     def serve_forever(self, port: int = 8080, host: str = "127.0.0.1", *,
                       ready: Callable[[str], None] | None = None) -> None:
         """Serve until Ctrl-C/SIGTERM. Prints nothing; ``ready(url)`` is called once listening."""
-        serve_forever(self.app, host, port, ready=ready)
+        serve_forever(self.app, host, port, ready=ready, tls=self._tls())
 
     def _match(self, method: str, path: str) -> tuple[str, dict[str, str], Handler | None, bool]:
         assert self._table is not None

@@ -25,6 +25,8 @@ from typing import Any
 
 import uvicorn
 
+from hub.testing.tls import LoopbackTLS
+
 __all__ = ["Served", "serve", "serve_forever"]
 
 
@@ -44,10 +46,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _config(app: Any) -> uvicorn.Config:
+def _config(app: Any, tls: LoopbackTLS | None = None) -> uvicorn.Config:
+    ssl = {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile} if tls else {}
     return uvicorn.Config(app, interface="asgi3", log_level="warning", access_log=False, log_config=None,
                           lifespan="off",
-                          timeout_graceful_shutdown=2, timeout_keep_alive=30)
+                          timeout_graceful_shutdown=2, timeout_keep_alive=30, **ssl)
 
 
 class Served:
@@ -57,11 +60,13 @@ class Served:
     in-flight requests (at most ~2 s), closes the port and joins the thread.
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0,
+                 tls: LoopbackTLS | None = None):
         self.host = host
+        self.tls = tls
         self._sock = _bind(host, port)
         self.port: int = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(_config(app))
+        self._server = uvicorn.Server(_config(app, tls))
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"serve:{self.port}", daemon=True)
         self._thread.start()
@@ -70,7 +75,7 @@ class Served:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -110,13 +115,18 @@ class Served:
         return f"<Served {self.url} {'running' if self.running else 'stopped'}>"
 
 
-def serve(app: Any, port: int = 0, host: str = "127.0.0.1") -> Served:
-    """Start ``app`` on ``host:port`` (0: a free port) in a background thread; return when it accepts."""
-    return Served(app, host, port)
+def serve(app: Any, port: int = 0, host: str = "127.0.0.1", *, tls: LoopbackTLS | None = None) -> Served:
+    """Start ``app`` on ``host:port`` (0: a free port) in a background thread; return when it accepts.
+
+    With ``tls`` (see :func:`hub.testing.tls.loopback_tls`) it serves HTTPS, for
+    clients that only speak https (simple-salesforce builds ``https://`` URLs).
+    """
+    return Served(app, host, port, tls=tls)
 
 
 def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8080, *,
-                  ready: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> None:
+                  ready: Callable[[str], None] | None = None, stop: threading.Event | None = None,
+                  tls: LoopbackTLS | None = None) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM (or ``stop`` is set); then shut down cleanly and return.
 
     ``ready`` is called with the base URL once the server accepts connections
@@ -132,7 +142,7 @@ def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8080, *,
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        with Served(app, host, port) as served:
+        with Served(app, host, port, tls=tls) as served:
             if ready is not None:
                 ready(served.url)
             while not done.wait(0.5):
