@@ -217,6 +217,10 @@ def lead_from_row(row: LeadRow | sa.Row) -> Lead:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: Modules whose SQLModel tables the migrations cover (beyond this one). A module that adds
+#: tables is listed here and ships an Alembic revision for them in ``hub/migrations/versions``.
+TABLE_MODULES: tuple[str, ...] = ()
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()

@@ -48,6 +48,7 @@ import fnmatch
 import gc
 import heapq
 import json
+import math
 import random
 import re
 import sys
@@ -76,7 +77,6 @@ SOURCE_MAP = {"paid": "PAID_SEARCH", "organic": "ORGANIC_SEARCH", "referral": "R
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
 _ALWAYS = ("createdate", "hs_object_id", "lastmodifieddate")
 _READ_ONLY = frozenset(_ALWAYS)
-_UNIQUE = ("email", "leadhub_id")
 _BASE = "/crm/v3/objects/contacts"
 MAX_BATCH, MAX_PAGE, MAX_LIST, SEARCH_CAP = 100, 200, 100, 10_000
 _GROUPS, _PER_GROUP, _FILTERS = 5, 6, 18
@@ -121,7 +121,7 @@ def _instant(value: Any) -> int:
 
 def _number(value: str) -> str:
     f = float(value)
-    if f != f or f in (float("inf"), float("-inf")):
+    if not math.isfinite(f):
         raise ValueError(value)
     return str(int(f)) if f.is_integer() and "e" not in value.lower() else str(value).strip()
 

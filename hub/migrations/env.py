@@ -3,7 +3,12 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import hub.store  # noqa: F401  (registers the tables on SQLModel.metadata)
+import importlib
+
+import hub.store
+
+for module in hub.store.TABLE_MODULES:  # every module that defines tables registers them on the metadata
+    importlib.import_module(module)
 
 config = context.config
 engine = config.attributes["engine"]
