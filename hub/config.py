@@ -56,20 +56,8 @@ from pydantic_settings import (
 
 from hub.connector import Connector, ConnectorSettings
 from hub.errors import ConfigError, Problem
-from hub.process import (
-    DurationField,
-    Loc,
-    Process,
-    YamlSource,
-    default_process,
-    format_loc,
-    hint,
-    load_process,
-    parse_duration,
-    problems_from_error,
-    read_yaml,
-    validate_process,
-)
+from hub.process import DurationField, Process, default_process, load_process, parse_duration, validate_process
+from hub.yamlsource import Loc, YamlSource, format_loc, hint, problems_from_error, read_yaml
 
 __all__ = [
     "HUB_KEYS",

@@ -89,9 +89,9 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
     with Session(hub.store.engine) as s:
         by_status = Counter(dict(s.execute(sa.select(LeadRow.status, sa.func.count()).group_by(LeadRow.status)).all()))
         by_source = Counter(dict(s.execute(sa.select(LeadRow.source, sa.func.count()).group_by(LeadRow.source)).all()))
-        emails = s.execute(sa.select(sa.func.lower(sa.func.trim(LeadRow.email)), sa.func.count())
-                           .where(LeadRow.email.is_not(None)).group_by(sa.func.lower(sa.func.trim(LeadRow.email)))
-                           .having(sa.func.count() > 1)).all()
+        name = (sa.func.lower(LeadRow.first_name), sa.func.lower(LeadRow.last_name), sa.func.lower(LeadRow.company))
+        twins = s.execute(sa.select(*name, sa.func.count()).where(LeadRow.last_name.is_not(None))
+                          .group_by(*name).having(sa.func.count() > 1)).all()
         issues = s.execute(sa.select(RecordIssue.connection, RecordIssue.kind, RecordIssue.remote_id,
                                      RecordIssue.message).limit(5)).all()
         n_issues = s.execute(sa.select(RecordIssue.kind, sa.func.count()).group_by(RecordIssue.kind)).all()
@@ -99,7 +99,8 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
     total = sum(by_status.values())
     order = [s.value for s in __import__("hub.model", fromlist=["Status"]).Status]
 
-    t = Table(title=f"Leads by canonical status ({total} leads)")
+    console.print(f"\n[bold]Leads by canonical status[/bold] ({total} leads in the hub)")
+    t = Table()
     t.add_column("status")
     t.add_column("leads", justify="right")
     t.add_column("share", justify="right")
@@ -108,14 +109,16 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
             t.add_row(status, str(by_status[status]), f"{by_status[status] / total:.0%}")
     console.print(t)
 
-    t = Table(title="Leads by source")
+    console.print("[bold]Leads by source[/bold]")
+    t = Table()
     t.add_column("source")
     t.add_column("leads", justify="right")
     for source, count in by_source.most_common():
         t.add_row(source or "(none)", str(count))
     console.print(t)
 
-    t = Table(title="API calls against the vendor minimum")
+    console.print("[bold]API calls against the vendor minimum[/bold]")
+    t = Table()
     for col in ("connection", "phase", "records", "calls", "vendor minimum", "429s", "seconds"):
         t.add_column(col, justify="right" if col not in ("connection", "phase") else "left")
     for o in first:
@@ -135,11 +138,12 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
     console.print(f"[bold]Data quality[/bold]: {counts.get('malformed', 0)} unreadable values, "
                   f"{counts.get('rejected', 0)} writes the CRM rejected (kept and retried every run), "
                   f"{conflicts} illegal status moves held as conflicts, "
-                  f"{len(emails)} e-mail addresses on more than one lead (candidates for dedup).")
+                  f"{len(twins)} people appearing on more than one lead (same name and company: "
+                  f"candidates for deduplication).")
     for conn, kind, remote_id, message in issues:
         console.print(f"  [dim]{conn} record {remote_id} ({kind}): {message}[/dim]", highlight=False)
     for o in first + second:
         if o.error:
             console.print(f"[red]{o.connection}: {o.error}[/red]")
     return {"by_status": dict(by_status), "first": [o.as_dict() for o in first],
-            "second": [o.as_dict() for o in second], "duplicate_emails": len(emails)}
+            "second": [o.as_dict() for o in second], "possible_duplicates": len(twins)}
