@@ -228,3 +228,24 @@ def test_sync_hooks_observe_runs_and_lead_changes(store, box):
     assert rec.events == {"hub_before_sync": 2, "hub_after_sync": 2, "hub_lead_changed": 2}
     assert rec.changes[1][1]["fields"] == {"company": (None, "Hooks GmbH")}
     assert rec.outcome["updated"] == 1
+
+
+def test_owners_are_mapped_by_email_both_ways(store, box):
+    box.add_owners([{"first_name": "Anna", "last_name": "Berg", "email": "anna@acme.example", "role": "rep"},
+                    {"first_name": "Max", "last_name": "Roth", "email": "max@acme.example", "role": "manager"}])
+    anna, max_ = (o["id"] for o in box.owners[-2:])
+    cid = box.add_contact({"email": "o@owners.example", "lastname": "O", "lifecyclestage": "lead",
+                           "hubspot_owner_id": anna})
+    syncer = Syncer(store)
+    syncer.run(make_conn(box))
+    with Session(store.engine) as s:
+        row = s.execute(sa.select(LeadRow)).scalars().one()
+    assert row.owner == "anna@acme.example"
+    # the hub reassigns the lead: the CRM gets Max's owner id, found by his e-mail
+    with store.session() as s:
+        s.get(LeadRow, row.id).owner = "MAX@acme.example"
+        outbox.enqueue(s, connection="marketing", object="contacts", lead_id=row.id, fields={"owner": None})
+    out = syncer.run(make_conn(box))
+    assert out.pushed == 1
+    assert box.contacts[cid]["hubspot_owner_id"] == max_
+    assert syncer.run(make_conn(box)).updated == 0  # and that write does not echo back
