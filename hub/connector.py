@@ -239,8 +239,13 @@ class TimestampCursor:
     """An inclusive (``>=``) modified-time cursor with a seen-set.
 
     Records sharing the boundary timestamp are neither lost (the next read starts
-    *at* it, not after it) nor repeated (ids already taken at that exact
-    timestamp are skipped). Timestamps are epoch milliseconds.
+    *at* it, not after it) nor repeated (versions already taken at that exact
+    timestamp are skipped). Timestamps are epoch milliseconds. Pass ``version``
+    (the vendor's row version, or a digest of the record) where the CRM stamps
+    coarse times: an edit made within the cursor's own second is then a new
+    version, not a repeat. Records *older* than the cursor are admitted: they only
+    arrive when a connector deliberately re-reads an overlap (HubSpot's search
+    lags writes), and the sync engine's hash check makes a re-read harmless.
     """
 
     def __init__(self, value: Mapping[str, Any] | None = None):
@@ -248,17 +253,22 @@ class TimestampCursor:
         self.since: int | None = value.get("since")
         self.seen: set[str] = set(value.get("seen", ()))
 
-    def admit(self, remote_id: str, modified_ms: int) -> bool:
-        """True if this record is new to the cursor (and should be processed)."""
-        if self.since is None or modified_ms > self.since:
-            return True
-        return modified_ms == self.since and remote_id not in self.seen
+    @staticmethod
+    def _key(remote_id: str, version: str | None) -> str:
+        return f"{remote_id}@{version}" if version else remote_id
 
-    def advance(self, remote_id: str, modified_ms: int) -> None:
+    def admit(self, remote_id: str, modified_ms: int, version: str | None = None) -> bool:
+        """True if this record (version) is new to the cursor and should be processed."""
+        if self.since is None or modified_ms != self.since:
+            return True
+        return self._key(remote_id, version) not in self.seen
+
+    def advance(self, remote_id: str, modified_ms: int, version: str | None = None) -> None:
+        key = self._key(remote_id, version)
         if self.since is None or modified_ms > self.since:
-            self.since, self.seen = modified_ms, {remote_id}
+            self.since, self.seen = modified_ms, {key}
         elif modified_ms == self.since:
-            self.seen.add(remote_id)
+            self.seen.add(key)
 
     def to_dict(self) -> dict[str, Any]:
         return {"since": self.since, "seen": sorted(self.seen)}

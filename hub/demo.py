@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
+from hub.plugins import registry
 from hub.runtime import Hub
 from hub.sandboxes import sandbox_class
 from hub.store import Conflict, LeadRow, RecordIssue
@@ -37,18 +40,29 @@ DEMO_CONNECTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _config(folder: Path, urls: dict[str, str]) -> Path:
-    lines = [
-        "# written by `leadhub demo`: every connection points at a loopback sandbox",
-        f"database: sqlite:///{folder / 'leadhub.db'}",
-        "connections:",
-    ]
+def _is_secret(model: type[BaseModel], key: str) -> bool:
+    field = model.model_fields.get(key)
+    return field is not None and "SecretStr" in str(field.annotation)
+
+
+def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict[str, str]) -> Path:
+    """A config like an admin would write: secrets as ``${VARS}``, set in ``env``."""
+    connections: dict[str, Any] = {}
     for name, (connector, role) in DEMO_CONNECTIONS.items():
-        var = f"LEADHUB_DEMO_{name.upper()}_TOKEN"
-        lines += [f"  {name}:", f"    connector: {connector}", f"    role: {role}",
-                  f"    base_url: {urls[name]}", f"    token: ${{{var}}}", "    sync_every: 5m"]
+        model = registry().connectors[connector].settings_model
+        entry: dict[str, Any] = {"connector": connector, "role": role, "sync_every": "5m"}
+        for key, value in boxes[name].connector_settings(urls[name]).items():
+            if _is_secret(model, key):
+                var = f"LEADHUB_DEMO_{name.upper()}_{key.upper()}"
+                env[var] = str(value)
+                entry[key] = f"${{{var}}}"
+            else:
+                entry[key] = value
+        connections[name] = entry
+    body = {"database": f"sqlite:///{folder / 'leadhub.db'}", "connections": connections}
     path = folder / "leadhub.yaml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("# written by `leadhub demo`: every connection points at a loopback sandbox\n"
+                    + yaml.safe_dump(body, sort_keys=False))
     return path
 
 
@@ -61,6 +75,7 @@ def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | Non
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "leadhub.db").unlink(missing_ok=True)
     report: dict[str, Any] = {}
+    env: dict[str, str] = {}
     try:
         with ExitStack() as stack:
             urls, boxes = {}, {}
@@ -69,17 +84,18 @@ def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | Non
                 box.seed(n, seed=seed + i)
                 served = stack.enter_context(box.serve())
                 urls[name], boxes[name] = served.url, box
-                os.environ[f"LEADHUB_DEMO_{name.upper()}_TOKEN"] = box.token
                 console.print(f"[dim]{connector} sandbox at {served.url}, {n} leads seeded[/dim]")
-            hub = stack.enter_context(Hub.from_file(_config(folder, urls)))
+            config = _config(folder, boxes, urls, env)
+            os.environ.update(env)
+            hub = stack.enter_context(Hub.from_file(config))
             with console.status("first sync: pulling every lead, stamping the hub's id back"):
                 first = hub.sync()
             with console.status("second sync: nothing changed outside, so nothing should be written"):
                 second = hub.sync()
             report = _report(console, hub, first, second)
     finally:
-        for name in DEMO_CONNECTIONS:
-            os.environ.pop(f"LEADHUB_DEMO_{name.upper()}_TOKEN", None)
+        for var in env:
+            os.environ.pop(var, None)
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
     return report

@@ -115,12 +115,15 @@ class CallMeter:
     throttled: int = 0  # answers of 429 (or the vendor's equivalent)
     waited: float = 0.0
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
     def record(self, kind: str, status: int | None) -> None:
-        self.calls += 1
-        self.by_kind[kind] += 1
-        self.by_status[status if status is not None else "error"] += 1
-        if status == 429:
-            self.throttled += 1
+        with self._lock:  # connectors without a batch endpoint write from several threads
+            self.calls += 1
+            self.by_kind[kind] += 1
+            self.by_status[status if status is not None else "error"] += 1
+            if status == 429:
+                self.throttled += 1
 
     def snapshot(self) -> dict[str, Any]:
         return {"calls": self.calls, "by_kind": dict(self.by_kind), "throttled": self.throttled,
