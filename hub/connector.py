@@ -118,7 +118,7 @@ class StatusMap:
 
     def to_canonical(self, remote: Mapping[str, Any]) -> str | None:
         for values, status in self.entries:
-            if all(str(remote.get(f) or "") == v for f, v in values.items()):
+            if all(("" if remote.get(f) is None else str(remote.get(f))) == v for f, v in values.items()):
                 return status
         return None
 

@@ -322,7 +322,12 @@ class GuardedTransport(httpx.BaseTransport):
 
 def make_client(base_url: str, guard: Guard, *, headers: Mapping[str, str] | None = None,
                 timeout: float = 30.0, auth: httpx.Auth | None = None,
-                kind: Callable[[httpx.Request], str] | None = None) -> httpx.Client:
-    """An httpx client whose every call goes through ``guard``."""
+                kind: Callable[[httpx.Request], str] | None = None,
+                verify: str | bool = True) -> httpx.Client:
+    """An httpx client whose every call goes through ``guard``.
+
+    ``verify`` is a CA bundle path (a corporate proxy's, or a sandbox's loopback CA) or a bool.
+    """
+    inner = httpx.HTTPTransport(verify=verify)
     return httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=timeout, auth=auth,
-                        transport=GuardedTransport(guard, kind=kind))
+                        transport=GuardedTransport(guard, inner, kind=kind))

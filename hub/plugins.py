@@ -32,6 +32,8 @@ __all__ = ["BUILTINS", "PluginInfo", "Registry", "get_plugin_manager", "registry
 #: Built-in plugins, registered in this order.
 BUILTINS: tuple[str, ...] = (
     "connectors.hubspot",
+    "connectors.dynamics",
+    "rules",
 )
 
 
