@@ -33,6 +33,7 @@ __all__ = ["BUILTINS", "PluginInfo", "Registry", "get_plugin_manager", "registry
 BUILTINS: tuple[str, ...] = (
     "connectors.hubspot",
     "connectors.dynamics",
+    "connectors.salesforce",
     "rules",
 )
 
