@@ -155,6 +155,10 @@ def sandbox(crm: Annotated[str, typer.Argument(help="Connector name, e.g. hubspo
     def ready(url: str) -> None:
         out.print(f"{crm} sandbox serving at [bold]{url}[/bold]")
         out.print(f"token: {box.token}")
+        if hasattr(box, "connector_settings"):
+            out.print("connection settings for a config file:")
+            for key, value in box.connector_settings(url).items():
+                out.print(f"  {key}: {value}", highlight=False)
         out.print(f"{n} leads seeded (seed {seed}); Ctrl-C to stop")
 
     box.serve_forever(port=port, ready=ready)
@@ -164,14 +168,108 @@ def sandbox(crm: Annotated[str, typer.Argument(help="Connector name, e.g. hubspo
 def demo(n: Annotated[int, typer.Option("--n", help="Leads to seed.")] = 3000,
          seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
          keep: Annotated[Optional[Path], typer.Option(help="Keep the demo's files in this folder.")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Also print the figures as one JSON object "
+                                               "(on stdout; the report goes to stderr).")] = False,
          ) -> None:
     """Sandboxes, seeded data, a real sync, and a readable report. Leaves nothing running."""
     from hub.demo import run_demo
 
     try:
-        run_demo(out, n=n, seed=seed, keep=keep)
+        report = run_demo(console if as_json else out, n=n, seed=seed, keep=keep)
     except LeadHubError as exc:
         _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
+
+
+def _parse_now(now: str | None):
+    from datetime import datetime, timezone
+
+    if now is None:
+        return None
+    try:
+        at = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--now {now!r} is not an ISO date-time (e.g. 2026-03-02T09:00:00Z)") from None
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+@app.command()
+def rules(config: ConfigOpt = None,
+          dry_run: Annotated[bool, typer.Option(
+              "--dry-run", help="Show what every rule would do; change nothing.")] = False,
+          now: Annotated[Optional[str], typer.Option(help="Evaluate as of this ISO time.")] = None,
+          lead: Annotated[Optional[list[str]], typer.Option(
+              "--lead", help="Only these leads (id or email).")] = None,
+          all_leads: Annotated[bool, typer.Option(
+              "--all", help="Every lead, not only changed or due ones.")] = False,
+          limit: Annotated[int, typer.Option(help="Show at most this many actions.")] = 200,
+          as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+          ) -> None:
+    """Run the rules over leads that changed or fell due, applying their actions (or --dry-run)."""
+    from hub.explain import find_lead
+    from hub.runtime import Hub
+
+    try:
+        at = _parse_now(now)
+        hub = Hub.from_file(_config_path(config))
+        with hub:
+            ids = None
+            if lead:
+                ids = [find_lead(hub.store, ref) for ref in lead]
+                missing = [ref for ref, i in zip(lead, ids) if i is None]
+                if missing:
+                    raise ConfigError(f"no single lead matches {', '.join(missing)}")
+            result = hub.rules_engine().run(at, ids, dry_run=dry_run, all_leads=all_leads,
+                                            keep_actions=dry_run or ids is not None or as_json)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        title = f"leadhub rules{' --dry-run' if dry_run else ''} at {result.now:%Y-%m-%d %H:%M} UTC"
+        table = Table("rule", "lead", "action", "reason", "", title=title)
+        for a in result.actions[:limit]:
+            what = a.kind if a.applied else f"{a.kind} (refused: {a.outcome})"
+            table.add_row(a.rule, a.lead_id[:12], what, a.reason, "would" if dry_run else "done")
+        if result.actions:
+            out.print(table)
+        if len(result.actions) > limit:
+            out.print(f"… and {len(result.actions) - limit} more (--limit, --json)")
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no actions"
+        verb = "would take" if dry_run else "took"
+        out.print(f"{result.evaluated} lead(s) evaluated; {verb} {result.applied} action(s), "
+                  f"{result.refused} refused; {counts}; {result.seconds}s")
+        for e in result.errors[:20]:
+            console.print(f"[red]{e}[/red]", highlight=False, markup=False)
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(lead: Annotated[str, typer.Argument(help="Lead id (or a unique 8+ character prefix, or email).")],
+            config: ConfigOpt = None,
+            now: Annotated[Optional[str], typer.Option(help="Describe clocks as of this ISO time.")] = None,
+            ) -> None:
+    """Print a lead's whole story in order: status history, rule decisions, SLA clocks, merges."""
+    from hub.explain import find_lead, format_story
+    from hub.runtime import Hub
+
+    try:
+        at = _parse_now(now)
+        hub = Hub.from_file(_config_path(config))
+        with hub:
+            lead_id = find_lead(hub.store, lead)
+            if lead_id is None:
+                raise ConfigError(f"no single lead matches {lead!r}")
+            lines = format_story(hub.store, lead_id, hub.rules_engine(), at)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
 
 
 def _load_plugin_commands() -> None:

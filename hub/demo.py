@@ -29,15 +29,28 @@ from sqlmodel import Session
 from hub.plugins import registry
 from hub.runtime import Hub
 from hub.sandboxes import sandbox_class
-from hub.store import Conflict, LeadRow, RecordIssue
+from hub.model import Status
+from hub.store import Conflict, LeadRow, Link, RecordIssue
 from hub.sync import SyncOutcome
 
 __all__ = ["run_demo", "DEMO_CONNECTIONS"]
 
-#: connection name -> (connector, role). Each gets its sandbox and its seed.
-DEMO_CONNECTIONS: dict[str, tuple[str, str]] = {
-    "marketing": ("hubspot", "marketing"),
+#: connection name -> (connector, role, share of ``n`` seeded there). Each gets its own sandbox.
+#: Shares follow the vendors' write costs: Pipedrive has no batch endpoint (one call per
+#: record within a 2-second burst window), so it gets fewer leads to keep the demo short.
+DEMO_CONNECTIONS: dict[str, tuple[str, str, float]] = {
+    "marketing": ("hubspot", "marketing", 1.0),
+    "sales": ("salesforce", "sales", 0.6),
+    "sales-emea": ("dynamics", "sales", 0.4),
+    "sales-smb": ("pipedrive", "sales", 0.1),
+    "delivery": ("monday", "delivery", 0.1),
 }
+
+
+def _available() -> dict[str, tuple[str, str, float]]:
+    """The demo connections whose connector is installed (a plugin can be switched off)."""
+    known = registry().connectors
+    return {name: spec for name, spec in DEMO_CONNECTIONS.items() if spec[0] in known}
 
 
 def _is_secret(model: type[BaseModel], key: str) -> bool:
@@ -48,12 +61,12 @@ def _is_secret(model: type[BaseModel], key: str) -> bool:
 def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict[str, str]) -> Path:
     """A config like an admin would write: secrets as ``${VARS}``, set in ``env``."""
     connections: dict[str, Any] = {}
-    for name, (connector, role) in DEMO_CONNECTIONS.items():
+    for name, (connector, role, _) in _available().items():
         model = registry().connectors[connector].settings_model
         entry: dict[str, Any] = {"connector": connector, "role": role, "sync_every": "5m"}
         for key, value in boxes[name].connector_settings(urls[name]).items():
             if _is_secret(model, key):
-                var = f"LEADHUB_DEMO_{name.upper()}_{key.upper()}"
+                var = f"LEADHUB_DEMO_{name.upper().replace('-', '_')}_{key.upper()}"
                 env[var] = str(value)
                 entry[key] = f"${{{var}}}"
             else:
@@ -79,12 +92,13 @@ def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | Non
     try:
         with ExitStack() as stack:
             urls, boxes = {}, {}
-            for i, (name, (connector, _)) in enumerate(DEMO_CONNECTIONS.items()):
+            for i, (name, (connector, _, share)) in enumerate(_available().items()):
                 box = sandbox_class(connector)()
-                box.seed(n, seed=seed + i)
+                box.seed(max(10, int(n * share)), seed=seed + i)
                 served = stack.enter_context(box.serve())
                 urls[name], boxes[name] = served.url, box
-                console.print(f"[dim]{connector} sandbox at {served.url}, {n} leads seeded[/dim]")
+                console.print(f"[dim]{connector} sandbox at {served.url}, {max(10, int(n * share))} leads "
+                              f"seeded[/dim]")
             config = _config(folder, boxes, urls, env)
             os.environ.update(env)
             hub = stack.enter_context(Hub.from_file(config))
@@ -102,8 +116,11 @@ def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | Non
 
 
 def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[SyncOutcome]) -> dict[str, Any]:
+    names = [o.connection for o in first]
     with Session(hub.store.engine) as s:
-        by_status = Counter(dict(s.execute(sa.select(LeadRow.status, sa.func.count()).group_by(LeadRow.status)).all()))
+        per_conn = s.execute(sa.select(Link.connection, LeadRow.status, sa.func.count())
+                             .join(LeadRow, LeadRow.id == Link.lead_id)
+                             .group_by(Link.connection, LeadRow.status)).all()
         by_source = Counter(dict(s.execute(sa.select(LeadRow.source, sa.func.count()).group_by(LeadRow.source)).all()))
         name = (sa.func.lower(LeadRow.first_name), sa.func.lower(LeadRow.last_name), sa.func.lower(LeadRow.company))
         twins = s.execute(sa.select(*name, sa.func.count()).where(LeadRow.last_name.is_not(None))
@@ -112,17 +129,22 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
                                      RecordIssue.message).limit(5)).all()
         n_issues = s.execute(sa.select(RecordIssue.kind, sa.func.count()).group_by(RecordIssue.kind)).all()
         conflicts = s.execute(sa.select(sa.func.count()).select_from(Conflict)).scalar_one()
-    total = sum(by_status.values())
-    order = [s.value for s in __import__("hub.model", fromlist=["Status"]).Status]
+    table: dict[str, Counter] = {}
+    for conn, status, count in per_conn:
+        table.setdefault(status, Counter())[conn] = count
+    total = sum(sum(c.values()) for c in table.values())
 
-    console.print(f"\n[bold]Leads by canonical status[/bold] ({total} leads in the hub)")
+    console.print(f"\n[bold]Leads by canonical status, per connection[/bold] ({total} CRM records in the hub)")
     t = Table()
     t.add_column("status")
-    t.add_column("leads", justify="right")
-    t.add_column("share", justify="right")
-    for status in order + sorted(set(by_status) - set(order)):
-        if by_status.get(status):
-            t.add_row(status, str(by_status[status]), f"{by_status[status] / total:.0%}")
+    for n in names:
+        t.add_column(f"{n}\n({hub.config.connections[n].connector})", justify="right")
+    t.add_column("all", justify="right")
+    order = [st.value for st in Status]
+    for status in order + sorted(set(table) - set(order)):
+        row = table.get(status)
+        if row:
+            t.add_row(status, *(str(row.get(n, 0)) for n in names), str(sum(row.values())))
     console.print(t)
 
     console.print("[bold]Leads by source[/bold]")
@@ -135,20 +157,19 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
 
     console.print("[bold]API calls against the vendor minimum[/bold]")
     t = Table()
-    for col in ("connection", "phase", "records", "calls", "vendor minimum", "429s", "seconds"):
-        t.add_column(col, justify="right" if col not in ("connection", "phase") else "left")
-    for o in first:
-        cn = hub.connection(o.connection).connector
-        t.add_row(o.connection, "pull", str(o.pulled), str(o.pull_calls),
-                  f"{_minimum(o.pulled, cn.limits.page_size)} pages of {cn.limits.page_size} + owners",
-                  str(o.throttled), str(o.seconds))
-        t.add_row("", "push", str(o.pushed + o.rejected), str(o.push_calls),
-                  f"{_minimum(o.pushed + o.rejected, cn.limits.batch_size)} batches of {cn.limits.batch_size}",
-                  "", "")
-    for o in second:
-        t.add_row(o.connection, "2nd sync", str(o.pulled), str(o.api_calls),
-                  f"{o.pushed} writes (no outside edits: 0 expected)", str(o.throttled), str(o.seconds))
+    for col in ("connection", "pulled", "read calls", "minimum", "written", "write calls", "minimum",
+                "2nd sync calls", "2nd sync writes", "429s", "seconds"):
+        t.add_column(col, justify="left" if col == "connection" else "right")
+    for o, o2 in zip(first, second):
+        lim = hub.connection(o.connection).connector.limits
+        written = o.pushed + o.rejected
+        t.add_row(o.connection, str(o.pulled), str(o.pull_calls), str(_minimum(o.pulled, lim.page_size)),
+                  str(written), str(o.push_calls), str(_minimum(written, lim.batch_size)),
+                  str(o2.api_calls), str(o2.pushed), str(o.throttled + o2.throttled),
+                  f"{o.seconds + o2.seconds:.1f}")
     console.print(t)
+    console.print("[dim]minimum = records / the vendor's page or batch size; the 2nd sync has no outside "
+                  "edits, so it must write nothing (the hub recognises its own writes).[/dim]")
 
     counts = dict(n_issues)
     console.print(f"[bold]Data quality[/bold]: {counts.get('malformed', 0)} unreadable values, "
@@ -157,9 +178,10 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
                   f"{len(twins)} people appearing on more than one lead (same name and company: "
                   f"candidates for deduplication).")
     for conn, kind, remote_id, message in issues:
-        console.print(f"  [dim]{conn} record {remote_id} ({kind}): {message}[/dim]", highlight=False)
+        console.print(f"  [dim]{conn} record {remote_id} ({kind}): {message[:200]}[/dim]", highlight=False)
     for o in first + second:
         if o.error:
             console.print(f"[red]{o.connection}: {o.error}[/red]")
-    return {"by_status": dict(by_status), "first": [o.as_dict() for o in first],
-            "second": [o.as_dict() for o in second], "possible_duplicates": len(twins)}
+    return {"per_connection": {st: dict(c) for st, c in table.items()},
+            "first": [o.as_dict() for o in first], "second": [o.as_dict() for o in second],
+            "possible_duplicates": len(twins)}
