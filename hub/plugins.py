@@ -34,6 +34,7 @@ BUILTINS: tuple[str, ...] = (
     "connectors.hubspot",
     "connectors.dynamics",
     "connectors.salesforce",
+    "connectors.pipedrive",
     "rules",
 )
 
