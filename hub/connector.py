@@ -89,6 +89,8 @@ class Limits:
     ``page_size`` and ``batch_size`` are the vendor maxima (also the "vendor
     minimum" API-call figure: records / page_size). ``rate`` is the general
     request budget; ``budgets`` adds named ones (HubSpot's search: 5/s).
+    ``batch_endpoint=False`` says the CRM writes one record per call (Pipedrive);
+    ``batch_size`` is then how many such calls one write step runs concurrently.
     """
 
     page_size: int
@@ -96,6 +98,15 @@ class Limits:
     rate: Rate | None = None
     budgets: Mapping[str, Rate] = field(default_factory=dict)
     daily: int | None = None
+    batch_endpoint: bool = True
+
+    def min_reads(self, records: int) -> int:
+        """The fewest calls the vendor allows for reading ``records`` lead records."""
+        return -(-records // self.page_size)
+
+    def min_writes(self, records: int) -> int:
+        """The fewest calls the vendor allows for writing ``records`` lead records."""
+        return records if not self.batch_endpoint else -(-records // self.batch_size)
 
 
 class StatusMap:

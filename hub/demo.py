@@ -10,7 +10,6 @@ folder unless ``keep`` names one.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -77,10 +76,6 @@ def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict
     path.write_text("# written by `leadhub demo`: every connection points at a loopback sandbox\n"
                     + yaml.safe_dump(body, sort_keys=False))
     return path
-
-
-def _minimum(records: int, size: int) -> int:
-    return math.ceil(records / size) if records else 0
 
 
 def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | None = None) -> dict[str, Any]:
@@ -163,8 +158,8 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
     for o, o2 in zip(first, second):
         lim = hub.connection(o.connection).connector.limits
         written = o.pushed + o.rejected
-        t.add_row(o.connection, str(o.pulled), str(o.pull_calls), str(_minimum(o.pulled, lim.page_size)),
-                  str(written), str(o.push_calls), str(_minimum(written, lim.batch_size)),
+        t.add_row(o.connection, str(o.pulled), str(o.pull_calls), str(lim.min_reads(o.pulled)),
+                  str(written), str(o.push_calls), str(lim.min_writes(written)),
                   str(o2.api_calls), str(o2.pushed), str(o.throttled + o2.throttled),
                   f"{o.seconds + o2.seconds:.1f}")
     console.print(t)

@@ -86,7 +86,7 @@ class PipedriveConnector(Connector):
     hub_id_field = HUB_ID_KEY
     # batch_size: no batch endpoint exists; it is how many single-record writes one write_batch runs
     limits = Limits(page_size=500, batch_size=20, rate=Rate(40, 2), budgets={"search": Rate(10, 2)},
-                    daily=30_000 * 2)
+                    daily=30_000 * 2, batch_endpoint=False)
     hints = (remaining_hint,)
     sandbox = "connectors.pipedrive.sandbox:PipedriveSandbox"
 
