@@ -42,7 +42,7 @@ DEMO_CONNECTIONS: dict[str, tuple[str, str, float]] = {
     "sales": ("salesforce", "sales", 0.6),
     "sales-emea": ("dynamics", "sales", 0.4),
     "sales-smb": ("pipedrive", "sales", 0.1),
-    "delivery": ("monday", "delivery", 0.1),
+    "partners": ("monday", "partner-sales", 0.1),
 }
 
 

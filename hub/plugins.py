@@ -35,6 +35,7 @@ BUILTINS: tuple[str, ...] = (
     "connectors.dynamics",
     "connectors.salesforce",
     "connectors.pipedrive",
+    "connectors.monday",
     "rules",
 )
 
