@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import HubConfig, load_config
 from hub.errors import ConfigError, ConnectorError
@@ -17,6 +17,11 @@ from hub.plugins import Registry, registry
 from hub.process import Process, default_process, load_process
 from hub.store import Store
 from hub.sync import Connection, SyncOutcome, Syncer
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from hub.engine import Engine, EngineOutcome
 
 __all__ = ["Hub"]
 
@@ -28,13 +33,16 @@ class Hub:
         self.config = config
         self.plugins = plugins or registry()
         self.base = base or Path.cwd()
+        self.process_path: Path | None = None  # None: the built-in process
         if config.process:
             path = Path(config.process)
-            self.process: Process = load_process(path if path.is_absolute() else self.base / path)
+            self.process_path = path if path.is_absolute() else self.base / path
+            self.process: Process = load_process(self.process_path)
         else:
             self.process = default_process()
         self.store = Store(config.database)
         self._connections: dict[str, Connection] = {}
+        self._engine: Engine | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Hub:
@@ -85,6 +93,29 @@ class Hub:
             cb = (lambda phase, n, _name=name: progress(_name, phase, n)) if progress else None
             outcomes.append(syncer.run(conn, push=push and conn.writes, progress=cb))
         return outcomes
+
+    def rules_engine(self) -> Engine:
+        """The rule engine over this hub's store, process and registered rules (configs validated)."""
+        if self._engine is None:
+            from importlib import resources
+
+            from hub.engine import Engine
+
+            source = self.process_path or resources.files("hub") / "default_process.yaml"
+            carried = {}
+            for name in self.connection_names():
+                try:
+                    carried[name] = self.connection(name).connector.mapped_fields
+                except (ConnectorError, KeyError):
+                    pass  # unknown fields then go to this connection's outbox and are ignored on push
+            self._engine = Engine.build(self.store, self.process, self.plugins.rules, source=str(source),
+                                        carried=carried, hook=self.plugins.pm.hook)
+        return self._engine
+
+    def run_rules(self, now: datetime | None = None, lead_ids: Iterable[str] | None = None, *,
+                  dry_run: bool = False, all_leads: bool = False) -> EngineOutcome:
+        """Evaluate the rules over leads that changed or fell due (or ``lead_ids``) and apply their actions."""
+        return self.rules_engine().run(now, lead_ids, dry_run=dry_run, all_leads=all_leads)
 
     def close(self) -> None:
         for conn in self._connections.values():

@@ -219,7 +219,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: Modules whose SQLModel tables the migrations cover (beyond this one). A module that adds
 #: tables is listed here and ships an Alembic revision for them in ``hub/migrations/versions``.
-TABLE_MODULES: tuple[str, ...] = ()
+TABLE_MODULES: tuple[str, ...] = (
+    "hub.actions",
+    "rules.routing.tables",
+    "rules.dedup.tables",
+)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,42 @@
+"""Deduplication's own books: the blocking-key index and the merges CRMs still owe.
+
+* ``dedup_keys`` — every lead's blocking keys (:mod:`rules.dedup.blocking`),
+  ``(key, lead_id)`` unique and indexed by key: a new lead finds its candidates
+  with one indexed look-up instead of a pass over every lead.
+* ``dedup_merge_requests`` — one row per connection a merged lead lived in: the
+  hub has merged the two leads; the CRM should merge its records too (carried
+  out by a later release where the CRM supports merging, else the record is
+  flagged there). ``state`` is ``requested`` until then.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from hub.store import UTCDateTime
+
+__all__ = ["DedupKey", "MergeRequest"]
+
+
+class DedupKey(SQLModel, table=True):
+    __tablename__ = "dedup_keys"
+
+    key: str = Field(primary_key=True, max_length=255)
+    lead_id: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class MergeRequest(SQLModel, table=True):
+    __tablename__ = "dedup_merge_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    survivor_id: str = Field(foreign_key="leads.id", index=True, max_length=64)
+    merged_id: str = Field(foreign_key="leads.id", index=True, max_length=64)
+    connection: str = Field(max_length=100)
+    object: str = Field(max_length=100)
+    survivor_remote_id: str | None = Field(default=None, max_length=255)
+    merged_remote_id: str | None = Field(default=None, max_length=255)
+    confidence: float
+    state: str = Field(default="requested", max_length=20)  # requested | done | failed
+    at: datetime | None = Field(default=None, sa_type=UTCDateTime)
