@@ -401,6 +401,11 @@ class Connector:
             elif canon == "owner":
                 if self.owner_field:
                     oid = self._owners[1].get(value.lower()) if value else None
+                    if value and oid is None:
+                        # no CRM user has this e-mail: leave the CRM's owner alone rather than clear it
+                        log.warning("[%s] owner %s has no user in this CRM; owner not written",
+                                    self.connection, value)
+                        continue
                     props[self.owner_field] = oid
             elif canon in self.fields:
                 if canon in self.value_maps and value is not None:
@@ -420,7 +425,10 @@ class Connector:
         unknown owner, a rounded number) never looks like a change on the next pull.
         """
         wanted = [k for k in fields if k in self.mapped_fields]
-        decoded, _ = self.decode(self.encode({k: fields[k] for k in wanted}))
+        props = self.encode({k: fields[k] for k in wanted})
+        if self.owner_field and self.owner_field not in props and "owner" in wanted:
+            wanted.remove("owner")  # not written (no such user): the remote keeps what it had
+        decoded, _ = self.decode(props)
         return {k: decoded.get(k) for k in wanted}
 
     def read_changes(self, cursor: dict[str, Any] | None) -> Iterator[Page]:

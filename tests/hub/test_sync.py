@@ -249,3 +249,22 @@ def test_owners_are_mapped_by_email_both_ways(store, box):
     assert out.pushed == 1
     assert box.contacts[cid]["hubspot_owner_id"] == max_
     assert syncer.run(make_conn(box)).updated == 0  # and that write does not echo back
+
+
+def test_an_owner_with_no_crm_user_is_not_written_and_does_not_bounce_back(store, box):
+    box.add_owners([{"first_name": "Anna", "last_name": "Berg", "email": "anna@acme.example", "role": "rep"}])
+    anna = box.owners[-1]["id"]
+    cid = box.add_contact({"email": "u@owners.example", "lastname": "U", "lifecyclestage": "lead",
+                           "hubspot_owner_id": anna})
+    syncer = Syncer(store)
+    syncer.run(make_conn(box))
+    with store.session() as s:
+        row = s.execute(sa.select(LeadRow)).scalars().one()
+        row.owner = "nobody@elsewhere.example"  # routed to someone without a HubSpot user
+        outbox.enqueue(s, connection="marketing", object="contacts", lead_id=row.id, fields={"owner": None})
+    syncer.run(make_conn(box))
+    assert box.contacts[cid]["hubspot_owner_id"] == anna  # the CRM's owner is kept, not cleared
+    again = syncer.run(make_conn(box))
+    assert again.updated == 0
+    with Session(store.engine) as s:
+        assert s.execute(sa.select(LeadRow.owner)).scalar_one() == "nobody@elsewhere.example"
