@@ -27,8 +27,20 @@ async def hello(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
+_already: set[threading.Thread] = set()
+
+
+@pytest.fixture(autouse=True)
+def _servers_from_elsewhere():
+    """Servers other test modules keep for their session are not this test's to stop."""
+    _already.clear()
+    _already.update(t for t in threading.enumerate() if t.name.startswith("serve:"))
+    yield
+
+
 def serving_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("serve:")]
+    """Server threads this test started and did not stop."""
+    return [t for t in threading.enumerate() if t.name.startswith("serve:") and t not in _already]
 
 
 def refused(url: str) -> bool:
