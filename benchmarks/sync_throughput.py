@@ -39,7 +39,7 @@ def main() -> None:
 
     from connectors.hubspot import HubSpotConnector, HubSpotSettings
     from hub.store import Store
-    from hub.sync import Connection, SyncOutcome, Syncer
+    from hub.sync import Connection, Syncer, SyncOutcome
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

@@ -25,10 +25,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
+from hub.model import Status
 from hub.plugins import registry
 from hub.runtime import Hub
 from hub.sandboxes import sandbox_class
-from hub.model import Status
 from hub.store import Conflict, LeadRow, Link, RecordIssue
 from hub.sync import SyncOutcome
 

@@ -16,7 +16,7 @@ from hub.errors import ConfigError, ConnectorError
 from hub.plugins import Registry, registry
 from hub.process import Process, default_process, load_process
 from hub.store import Store
-from hub.sync import Connection, SyncOutcome, Syncer
+from hub.sync import Connection, Syncer, SyncOutcome
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -24,7 +24,6 @@ Promises, each tested:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,10 +36,29 @@ from sqlmodel import Session
 from hub import outbox
 from hub.connector import Connector, Page, RemoteRecord, WriteOp
 from hub.errors import ConnectorError
-from hub.model import (DEFAULT_TRANSITIONS, LEAD_FIELDS, REQUIRED_FIELDS, Lead, Status, check_transition,
-                       fields_hash, utcnow)
-from hub.store import (Conflict, Cursor, LeadRow, Link, OutboxRow, RecordIssue, Run, StatusChange, Store,
-                       lead_from_row, row_values)
+from hub.model import (
+    DEFAULT_TRANSITIONS,
+    LEAD_FIELDS,
+    REQUIRED_FIELDS,
+    Lead,
+    Status,
+    check_transition,
+    fields_hash,
+    utcnow,
+)
+from hub.store import (
+    Conflict,
+    Cursor,
+    LeadRow,
+    Link,
+    OutboxRow,
+    RecordIssue,
+    Run,
+    StatusChange,
+    Store,
+    lead_from_row,
+    row_values,
+)
 
 __all__ = ["Connection", "SyncOutcome", "Syncer", "jsonable"]
 

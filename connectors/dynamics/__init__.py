@@ -50,8 +50,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from hub.connector import (Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite,
-                           WriteResult)
+from hub.connector import Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite, WriteResult
 from hub.errors import AuthError, ConnectorError
 from hub.hookspecs import hookimpl
 from hub.http import Answer, GuardedTransport, Rate

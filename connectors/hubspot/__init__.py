@@ -25,8 +25,17 @@ from typing import Any
 import urllib3
 from pydantic import SecretStr
 
-from hub.connector import (Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite,
-                           TimestampCursor, WriteResult)
+from hub.connector import (
+    Connector,
+    ConnectorSettings,
+    Limits,
+    RawPage,
+    RawRecord,
+    RemoteUser,
+    RemoteWrite,
+    TimestampCursor,
+    WriteResult,
+)
 from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate
 
@@ -149,9 +158,12 @@ class HubSpotConnector(Connector):
                 start, after = last_ms, 0
 
     def write_batch(self, batch: list[RemoteWrite]) -> list[WriteResult]:
-        from hubspot.crm.contacts import (BatchInputSimplePublicObjectBatchInput,
-                                          BatchInputSimplePublicObjectBatchInputUpsert,
-                                          SimplePublicObjectBatchInput, SimplePublicObjectBatchInputUpsert)
+        from hubspot.crm.contacts import (
+            BatchInputSimplePublicObjectBatchInput,
+            BatchInputSimplePublicObjectBatchInputUpsert,
+            SimplePublicObjectBatchInput,
+            SimplePublicObjectBatchInputUpsert,
+        )
 
         api = self.client.crm.contacts.batch_api
         results: list[WriteResult] = []

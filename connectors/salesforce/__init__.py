@@ -44,15 +44,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 from pydantic import SecretStr, model_validator
 
-from hub.connector import (Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite,
-                           TimestampCursor, WriteResult)
+from hub.connector import (
+    Connector,
+    ConnectorSettings,
+    Limits,
+    RawPage,
+    RawRecord,
+    RemoteUser,
+    RemoteWrite,
+    TimestampCursor,
+    WriteResult,
+)
 from hub.errors import AuthError, ConnectorError
 from hub.hookspecs import hookimpl
 from hub.http_requests import guarded_session
 
 from .maps import DEAL, DEAL_FIELDS, DEAL_STAGES, FIELD_MAP, PERCENT_FIELDS, STAGE_MAP, STATUS_MAP, VALUE_MAPS
-from .wire import (RETRYABLE, DailyBudget, error_codes, meter_kind, salesforce_error, soql_datetime, stamp_ms,
-                   version_of)
+from .wire import RETRYABLE, DailyBudget, error_codes, meter_kind, salesforce_error, soql_datetime, stamp_ms, version_of
 
 if TYPE_CHECKING:  # simple-salesforce (and zeep under it) loads in ~0.7 s: only when a connection is used
     from simple_salesforce import Salesforce

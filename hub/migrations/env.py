@@ -1,9 +1,9 @@
 """Alembic environment: the engine comes from :class:`hub.store.Store`, never from a file."""
 
+import importlib
+
 from alembic import context
 from sqlmodel import SQLModel
-
-import importlib
 
 import hub.store
 

@@ -57,7 +57,7 @@ from hub.connector import Connector, ConnectorSettings
 from hub.http import Answer, Rate, RateBudget
 from hub.model import LEAD_FIELDS, Lead, utcnow
 from hub.store import LeadRow, Link, OutboxRow, RecordIssue, Store, row_values
-from hub.sync import Connection, SyncOutcome, Syncer, jsonable
+from hub.sync import Connection, Syncer, SyncOutcome, jsonable
 
 __all__ = ["ConformanceSandbox", "ConformanceSandboxExtras", "CONNECTION", "expect", "on_sandbox_clock",
            "CallReport", "Kit"]

@@ -47,8 +47,8 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.testing.tls import LoopbackTLS, loopback_tls
 from hub.testing.serve import Served, serve, serve_forever
+from hub.testing.tls import LoopbackTLS, loopback_tls
 
 __all__ = ["Clock", "Verdict", "RollingWindow", "Fault", "Faults", "Call", "Reject", "Handler", "Sandbox"]
 

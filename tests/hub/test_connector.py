@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from hub.connector import (Connector, ConnectorSettings, Limits, RemoteWrite, StatusMap, TimestampCursor,
-                           ValueMap, WriteOp, WriteResult)
+from hub.connector import (
+    Connector,
+    ConnectorSettings,
+    Limits,
+    RemoteWrite,
+    StatusMap,
+    TimestampCursor,
+    ValueMap,
+    WriteOp,
+    WriteResult,
+)
 from hub.errors import ConnectorError
 
 

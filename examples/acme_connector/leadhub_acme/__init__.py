@@ -23,8 +23,19 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from hub.connector import (Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite,
-                           StatusMap, TimestampCursor, ValueMap, WriteResult)
+from hub.connector import (
+    Connector,
+    ConnectorSettings,
+    Limits,
+    RawPage,
+    RawRecord,
+    RemoteUser,
+    RemoteWrite,
+    StatusMap,
+    TimestampCursor,
+    ValueMap,
+    WriteResult,
+)
 from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate, make_client
 

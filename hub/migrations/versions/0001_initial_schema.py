@@ -1,15 +1,15 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 06:05:34.994288
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import hub.store
+from alembic import op
 
+import hub.store
 
 revision = '0001'
 down_revision = None

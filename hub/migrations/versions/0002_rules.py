@@ -5,11 +5,11 @@ Revises: 0001
 Create Date: 2026-11-22 06:47:50.179048
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import hub.store
+from alembic import op
 
+import hub.store
 
 revision = '0002'
 down_revision = '0001'

@@ -5,11 +5,11 @@ Revises: 0002
 Create Date: 2026-11-22 06:48:26.935673
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import hub.store
+from alembic import op
 
+import hub.store
 
 revision = '0003'
 down_revision = '0002'
