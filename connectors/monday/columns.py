@@ -73,7 +73,7 @@ def to_wire(column: Column, value: Any) -> Any:
 
 def from_wire(column: Column, text: str | None, value: str | None) -> str | None:
     """A column value as read (``text`` and the JSON ``value``) → the plain value the maps speak."""
-    raw = json.loads(value) if value else None
+    raw = json.loads(value) if isinstance(value, str) and value else (value or None)
     if column.type == "people":
         people = (raw or {}).get("personsAndTeams") or []
         persons = [p for p in people if p.get("kind", "person") == "person"]

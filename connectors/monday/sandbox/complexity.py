@@ -49,7 +49,7 @@ def cost(doc: DocumentNode, operation: OperationDefinitionNode, variables: Mappi
 
     def size(node: FieldNode) -> int:
         arg_names, default = _SIZES.get(node.name.value, ((), 1))
-        for arg in node.arguments:
+        for arg in node.arguments or ():  # graphql-core 3.3 leaves an absent list as None
             if arg.name.value not in arg_names:
                 continue
             value = arg.value
