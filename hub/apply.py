@@ -181,6 +181,17 @@ class Applier:
         survivor = lead_from_row(survivor_row)
         data, custom = survivor.model_dump(), dict(survivor.custom)
         filled = set()
+        # survivorship decided per field by the rule (source of truth, else most recent non-blank)
+        for name, value in (p.get("fields") or {}).items():
+            if name in {"id", "status", "status_since", "owner"} or value in (None, ""):
+                continue
+            current = data.get(name) if name in LEAD_FIELDS else custom.get(name)
+            if _json(current) != _json(value):
+                if name in LEAD_FIELDS:
+                    data[name] = value
+                else:
+                    custom[name] = value
+                filled.add(name)
         for name in LEAD_FIELDS - {"id", "status", "status_since", "owner"}:
             if data.get(name) in (None, "") and getattr(lead, name) not in (None, ""):
                 data[name] = getattr(lead, name)

@@ -58,6 +58,20 @@ class RuleContext:
         self._clocks: dict[tuple[str, str | None], BusinessClock] = {}
         self._env: tuple[Lead, cel.Context] | None = None
 
+    @property
+    def state_session(self) -> Session:
+        """The batch's session, for rules that keep state tables of their own.
+
+        Routing (rotation, caps, its audit trail) and dedup (the blocking-key index)
+        must read and write that state in the same transaction as the batch's
+        actions, under one lock, or two leads routed at once could overdraw a cap.
+        Write only to your rule's own tables here; every change to a lead goes
+        through actions, so it is stored, explained and sent to the CRMs.
+        """
+        if self._s is None:
+            raise RuntimeError("no batch is open (the engine calls begin_batch before evaluating)")
+        return self._s
+
     def begin_batch(self, session: Session, lead_ids: list[str]) -> None:
         self._s, self._ids, self._cache, self._env = session, lead_ids, {}, None
 

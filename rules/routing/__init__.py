@@ -50,10 +50,7 @@ __all__ = ["Routing", "RULES", "Decision", "Router", "RoutingSettings"]
 def session_of(ctx: RuleContext) -> Session:
     """The engine's batch session. Routing and dedup keep shared state (rotation, caps, the
     blocking-key index) that must be read and written under one lock in the batch's transaction."""
-    session = getattr(ctx, "_s", None)
-    if session is None:
-        raise RuntimeError("routing needs the engine's batch session (RuleContext.begin_batch)")
-    return session
+    return ctx.state_session
 
 
 class Routing(Rule):

@@ -266,3 +266,25 @@ def test_the_rule_merges_a_sure_duplicate_and_queues_a_review_for_a_maybe(store)
         assert [(r.connection, r.merged_remote_id, r.state) for r in reqs] == [("sf", "00Q9", "requested")]
         assert s.get(LeadRow, first.id).title == "CTO"  # a blank on the survivor filled from the duplicate
         assert not s.execute(sa.select(DedupKey).where(DedupKey.lead_id == dup.id)).first()
+
+
+def test_survivorship_takes_each_field_from_its_source_of_truth_on_merge(store):
+    process = default_process()
+    first = Lead(first_name="Jürgen", last_name="Müller", email="j.mueller@nordwind.de", phone="+49 30 1234567",
+                 company="Nordwind GmbH", country="DE", source="event")
+    with store.session() as s:
+        _add(s, first, NOW - timedelta(days=3))
+        s.add(Link(lead_id=first.id, connection="hs", object="contacts", remote_id="1"))
+    rule = Dedup(Dedup.Config(source_of_truth={"company": ["sf"]}), process)
+    engine = Engine(store, process, [rule])
+    engine.run(NOW - timedelta(days=3))
+    dup = Lead(first_name="Jurgen", last_name="Muller", email="J.MUELLER@nordwind.de", phone="030 1234567",
+               company="Nordwind Logistik", country="DE")
+    with store.session() as s:
+        _add(s, dup)
+        s.add(Link(lead_id=dup.id, connection="sf", object="Lead", remote_id="00Q9"))
+    out = engine.run(NOW, keep_actions=True)
+    assert out.errors == [] and any(a.kind == "merge" for a in out.actions)
+    with store.session() as s:
+        # sales (sf) is the source of truth for the company: its value wins over the survivor's own
+        assert s.get(LeadRow, first.id).company == "Nordwind Logistik"
