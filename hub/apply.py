@@ -62,6 +62,7 @@ class Applier:
         self.changes: list[tuple[Lead, dict[str, Any]]] = []  # for ``hub_lead_changed`` after the commit
         self._merged: set[str] = set()
         self.written_at = utcnow()  # ``updated_at`` of every lead this batch changes
+        self._survivors: dict[str, tuple[datetime, dict[str, Any], dict[str, Any]]] = {}
 
     def apply(self, rule: Rule, lead: Lead, action: Action) -> Result:
         return getattr(self, f"_{action.kind}")(rule, lead, action.params)
@@ -202,9 +203,16 @@ class Applier:
                 filled.add(name)
         if filled:
             merged = Lead.model_validate({**data, "custom": custom})
-            for k, v in row_values(merged).items():
+            values = row_values(merged)
+            for k, v in values.items():
                 setattr(survivor_row, k, v)
             survivor_row.updated_at = utcnow()
+            self.s.flush()
+            # other rules may change the survivor in this same batch: their bulk update must start
+            # from the merged row, not from the row as the batch first read it
+            first = {k: values[k] for k in filled if k in values}
+            extra = {k: custom[k] for k in filled if k not in values}
+            self._survivors[into] = (survivor_row.updated_at, first, extra)
         taken = {(ln.connection, ln.object) for ln in self.s.execute(
             sa.select(Link).where(Link.lead_id == into)).scalars()}
         moved, kept = [], []
@@ -295,6 +303,13 @@ class Applier:
         otherwise :class:`LeadMoved` is raised, so the caller rolls back and redoes the batch
         instead of losing a change a sync made meanwhile.
         """
+        for upd in self._updates:
+            if upd["_id"] in self._survivors:
+                at, first, extra = self._survivors[upd["_id"]]
+                upd["_old"] = at
+                upd.update({f"v_{k}": v for k, v in first.items()})
+                if extra:
+                    upd["v_custom"] = {**(upd.get("v_custom") or {}), **extra}
         if self._updates:
             t = LeadRow.__table__
             cols = [k[2:] for k in self._updates[0] if k.startswith("v_")]

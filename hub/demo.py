@@ -26,7 +26,10 @@ from rich.table import Table
 from sqlmodel import Session
 
 from hub.model import Status
+from hub.actions import RuleAction, Task
 from hub.plugins import registry
+from hub.process import default_process
+from hub.testing.fakedata import team
 from hub.runtime import Hub
 from hub.sandboxes import sandbox_class
 from hub.store import Conflict, LeadRow, Link, RecordIssue
@@ -57,6 +60,33 @@ def _is_secret(model: type[BaseModel], key: str) -> bool:
     return field is not None and "SecretStr" in str(field.annotation)
 
 
+_ROLES = {"marketing": "marketing", "sdr": "sales", "rep": "sales", "manager": "sales_manager"}
+
+
+def _process(folder: Path) -> Path:
+    """The default process plus the sandboxes' team, a calendar and routing rules: what an admin adds."""
+    data = default_process().model_dump(mode="json", by_alias=True)
+    people = team(0)
+    manager = next(p["email"] for p in people if p["role"] == "manager")
+    data["team"] = [{"email": p["email"], "name": p["name"], "role": _ROLES[p["role"]],
+                     **({"manager": manager} if p["role"] != "manager" else {}),
+                     **({"territories": [p["country"]]} if p["role"] in ("rep", "sdr") else {}),
+                     "calendar": "eu"} for p in people]
+    data["calendars"] = {"eu": {"timezone": "Europe/Berlin", "country": "DE"}}
+    data["default_calendar"] = "eu"
+    reps = [p["email"] for p in people if p["role"] in ("rep", "sdr")]
+    data.setdefault("rules", {})["routing"] = {
+        "rules": [{"name": "existing account", "strategy": "account_match"},
+                  {"name": "territory", "strategy": "territory", "roles": ["sales"]},
+                  {"name": "everyone else", "strategy": "round_robin", "pool": "reps"}],
+        "pools": {"reps": {"members": reps}},
+    }
+    path = folder / "process.yaml"
+    path.write_text("# written by `leadhub demo`: the default process, the sandboxes' team, routing\n"
+                    + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
 def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict[str, str]) -> Path:
     """A config like an admin would write: secrets as ``${VARS}``, set in ``env``."""
     connections: dict[str, Any] = {}
@@ -71,7 +101,8 @@ def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict
             else:
                 entry[key] = value
         connections[name] = entry
-    body = {"database": f"sqlite:///{folder / 'leadhub.db'}", "connections": connections}
+    body = {"database": f"sqlite:///{folder / 'leadhub.db'}", "process": str(_process(folder)),
+            "connections": connections}
     path = folder / "leadhub.yaml"
     path.write_text("# written by `leadhub demo`: every connection points at a loopback sandbox\n"
                     + yaml.safe_dump(body, sort_keys=False))
@@ -102,6 +133,11 @@ def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | Non
             with console.status("second sync: nothing changed outside, so nothing should be written"):
                 second = hub.sync()
             report = _report(console, hub, first, second)
+            with console.status("rules: dedup, scoring, routing, stale leads, governance, SLA clocks"):
+                rules = hub.run_rules()
+            with console.status("third sync: the rules' decisions go back to the CRMs"):
+                third = hub.sync()
+            report["rules"] = _rules_report(console, hub, rules, third)
     finally:
         for var in env:
             os.environ.pop(var, None)
@@ -180,3 +216,36 @@ def _report(console: Console, hub: Hub, first: list[SyncOutcome], second: list[S
     return {"per_connection": {st: dict(c) for st, c in table.items()},
             "first": [o.as_dict() for o in first], "second": [o.as_dict() for o in second],
             "possible_duplicates": len(twins)}
+
+
+def _rules_report(console: Console, hub: Hub, outcome: Any, third: list[SyncOutcome]) -> dict[str, Any]:
+    console.print(f"\n[bold]Rules[/bold]: {outcome.evaluated} leads evaluated, {outcome.applied} actions taken, "
+                  f"{outcome.refused} refused, in {outcome.seconds:.1f}s")
+    t = Table()
+    t.add_column("rule.action")
+    t.add_column("count", justify="right")
+    for key, count in sorted(outcome.counts.items(), key=lambda kv: -kv[1]):
+        t.add_row(key, str(count))
+    console.print(t)
+    with Session(hub.store.engine) as s:
+        def sample(rule: str, *kinds: str, n: int = 3) -> list[tuple[str, str, str]]:
+            q = (sa.select(RuleAction.lead_id, RuleAction.kind, RuleAction.reason)
+                 .where(RuleAction.rule == rule, RuleAction.kind.in_(kinds)).limit(n))
+            return [tuple(r) for r in s.execute(q).all()]
+
+        shown = {
+            "Routing decisions": sample("routing", "assign_owner", "flag"),
+            "Duplicates found": sample("dedup", "merge", "link"),
+            "SLA breaches and escalations": sample("sla", "create_task", "escalate", "flag"),
+        }
+        tasks = s.execute(sa.select(sa.func.count()).select_from(Task)).scalar_one()
+    for title, rows in shown.items():
+        console.print(f"[bold]{title}[/bold]")
+        for lead_id, kind, reason in rows or [("-", "-", "none on this data")]:
+            console.print(f"  {lead_id[:8]} {kind}: {reason}", highlight=False)
+    written = {o.connection: o.pushed for o in third}
+    console.print(f"{tasks} tasks open for owners. Written back to the CRMs: "
+                  + ", ".join(f"{k} {v}" for k, v in written.items()) + " records.")
+    console.print("[dim]`leadhub explain <lead>` prints one lead's whole story.[/dim]")
+    return {"counts": outcome.counts, "applied": outcome.applied, "written_back": written,
+            "errors": outcome.errors[:5]}

@@ -147,3 +147,10 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
         assert second["pushed"] == 0 and second["created"] == 0, second  # no echo on any CRM
     statuses = set(report["per_connection"])
     assert {"Lead", "MQL", "SAL", "Closed Won", "Closed Lost", "Nurture"} <= statuses
+    rules = report["rules"]
+    assert rules["errors"] == []
+    assert rules["counts"].get("routing.assign_owner", 0) > 0 and rules["counts"].get("dedup.merge", 0) > 0
+    assert any(k.startswith("sla.") for k in rules["counts"])
+    assert sum(rules["written_back"].values()) > 0  # the rules' decisions reach the CRMs
+    for text in ("Routing decisions", "Duplicates found", "SLA breaches and escalations"):
+        assert text in res.stderr, text
