@@ -411,3 +411,15 @@ def test_each_lead_a_run_changes_is_announced_through_hub_lead_changed(db):
     engine(db, Promote(), Observe(), hook=Hook()).run(T0)
     assert seen == [(lead.id, {"fields": {"status": ("Lead", "MQL"), "seen_as": (None, "MQL")},
                                "connection": None, "by": "rule:promote,rule:observe"})]
+
+
+def test_a_merge_into_a_lead_another_rule_changes_in_the_same_batch_keeps_both_changes(db):
+    original = Lead(last_name="Original", email="a@x.io", country="DE", status="Lead", status_since=T0)
+    copy = Lead(last_name="Copy", email="a@x.io", phone="+49 30 1234567")
+    add(db, original, copy, links={original.id: ["marketing"], copy.id: ["sales"]})
+    out = engine(db, Promote(), Dedup()).run(T0)
+    assert out.errors == []
+    assert out.counts["promote.set_status"] == 1 and out.counts["dedup_test.merge"] == 1
+    survivor = db.get_lead(original.id)
+    assert survivor.status == "MQL"  # the other rule's change to the survivor
+    assert survivor.phone == "+49 30 1234567"  # and the merge's fill, in one batch
