@@ -272,6 +272,34 @@ def explain(lead: Annotated[str, typer.Argument(help="Lead id (or a unique 8+ ch
         out.print(line, markup=False, highlight=False)
 
 
+@app.command()
+def status(config: ConfigOpt = None,
+           as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
+    """Each connection's last run, lag, errors, API calls (24 h) and pending writes; open violations."""
+    from hub.runtime import Hub
+    from hub.status import hub_status
+
+    try:
+        with Hub.from_file(_config_path(config)) as hub:
+            st = hub_status(hub)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps(st.as_dict(), default=str))
+        return
+    table = Table("connection", "connector", "last run", "result", "lag", "API calls 24h", "pending",
+                  "failed", "error", title="leadhub status")
+    for c in st.connections:
+        budget = f"{c.calls_24h}" + (f" / {c.daily_budget}" if c.daily_budget else "")
+        lag = "-" if c.lag_seconds is None else f"{c.lag_seconds / 60:.0f} min"
+        table.add_row(c.connection, c.connector, str(c.last_run or "never")[:19], c.last_status or "-", lag,
+                      budget, str(c.pending), str(c.failed), (c.last_error or "")[:80])
+    out.print(table)
+    out.print(f"{st.violations} leads missing required fields for their status (tasks with their owners); "
+              f"{st.conflicts} unresolved conflicts.")
+
+
 def _load_plugin_commands() -> None:
     try:
         from hub.plugins import get_plugin_manager

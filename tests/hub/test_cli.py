@@ -154,3 +154,19 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
     assert sum(rules["written_back"].values()) > 0  # the rules' decisions reach the CRMs
     for text in ("Routing decisions", "Duplicates found", "SLA breaches and escalations"):
         assert text in res.stderr, text
+
+
+def test_status_shows_each_connection_after_a_sync(tmp_path, served_box):
+    served_box.seed(30, seed=4)
+    cfg = write_config(tmp_path, served_box.url, tmp_path / "hub.db")
+    never = json.loads(run("status", "-c", str(cfg), "--json", TEST_HUBSPOT_TOKEN=served_box.token).stdout)
+    assert never["connections"][0]["last_run"] is None
+    assert run("sync", "-c", str(cfg), "--json", TEST_HUBSPOT_TOKEN=served_box.token).returncode == 0
+    res = run("status", "-c", str(cfg), "--json", TEST_HUBSPOT_TOKEN=served_box.token)
+    assert res.returncode == 0, res.stderr
+    (m,) = json.loads(res.stdout)["connections"]
+    assert m["connection"] == "marketing" and m["last_status"] == "ok" and m["last_error"] is None
+    assert m["calls_24h"] > 0 and m["daily_budget"] == 250_000
+    assert m["pending"] == 0 and m["lag_seconds"] is not None
+    table = run("status", "-c", str(cfg), TEST_HUBSPOT_TOKEN=served_box.token)
+    assert "marketing" in table.stdout and "unresolved conflicts" in table.stdout
