@@ -109,7 +109,7 @@ def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict
     return path
 
 
-def run_demo(console: Console, *, n: int = 3000, seed: int = 7, keep: Path | None = None) -> dict[str, Any]:
+def run_demo(console: Console, *, n: int = 2000, seed: int = 7, keep: Path | None = None) -> dict[str, Any]:
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="leadhub-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "leadhub.db").unlink(missing_ok=True)
