@@ -9,6 +9,16 @@ knows, ``batch/upsert`` on the unique ``leadhub_id`` property for new ones, so a
 retried create can never duplicate. Limits: search pages of 200, batches of 100,
 100 requests per 10 s (set ``rate`` for 190 or 250) and 5 searches per second.
 
+Deletions: search never returns archived contacts, so after the search pages a
+run lists them (``GET /crm/v3/objects/contacts?archived=true``) and reports
+those archived since the last run as ``RawRecord(deleted=True)``, with their own
+``archivedAt`` cursor and seen-set under ``cursor["archived"]``. That endpoint
+can neither filter nor sort by ``archivedAt``, so every run pages the *whole*
+archived list: ceil(archived / 100) extra calls per run, at least one, however
+few records changed. ``read_deletions=False`` turns the listing off. The first
+run (no ``archived`` cursor yet) reports every archived contact; those the hub
+never linked are ignored by the sync engine.
+
 The client is pointed at any base URL by its ``host`` setting, so the same code
 reaches api.hubapi.com, the sandbox, or a proxy. Responses are read raw
 (``_preload_content=False``) and parsed once, which is cheaper than the client's
@@ -44,6 +54,7 @@ from .maps import FIELD_MAP, STATUS_MAP, VALUE_MAPS
 __all__ = ["HubSpotSettings", "HubSpotConnector", "hub_register_connectors"]
 
 SEARCH_CAP = 10_000
+LIST_LIMIT = 100  # the most a basic-API page (e.g. archived contacts) returns
 
 
 class HubSpotSettings(ConnectorSettings):
@@ -51,6 +62,7 @@ class HubSpotSettings(ConnectorSettings):
     token: SecretStr
     unique_property: str = "leadhub_id"
     search_overlap: float = 60.0  # seconds re-read behind the cursor (search indexing lag)
+    read_deletions: bool = True  # list archived contacts each run: ceil(archived/100) calls
 
 
 def _answer(result: Any) -> Answer:
@@ -123,6 +135,7 @@ class HubSpotConnector(Connector):
         from hubspot.crm.contacts import Filter, FilterGroup, PublicObjectSearchRequest
 
         tc = TimestampCursor(cursor)
+        cursor_rest = {"archived": cursor["archived"]} if cursor and "archived" in cursor else {}
         overlap = int(self.settings.search_overlap * 1000)
         start = None if tc.since is None else tc.since - overlap
         after = 0
@@ -146,9 +159,9 @@ class HubSpotConnector(Connector):
                 modified = datetime.fromtimestamp(ms / 1000, timezone.utc)
                 records.append(RawRecord(item["id"], modified, props, bool(item.get("archived"))))
             nxt = (data.get("paging") or {}).get("next", {}).get("after")
-            yield RawPage(records, tc.to_dict())
+            yield RawPage(records, {**cursor_rest, **tc.to_dict()})
             if not nxt:
-                return
+                break
             after = int(nxt)
             if after + self.page_size > SEARCH_CAP:
                 # window: restart the query at the last timestamp seen; the seen-set skips repeats
@@ -156,6 +169,34 @@ class HubSpotConnector(Connector):
                     raise RuntimeError(f"more than {SEARCH_CAP} contacts share lastmodifieddate {last_ms}; "
                                        "HubSpot search cannot page through them")
                 start, after = last_ms, 0
+        if self.settings.read_deletions:
+            yield from self._read_archived(TimestampCursor(cursor_rest.get("archived")), tc.to_dict())
+
+    def _read_archived(self, prev: TimestampCursor, search: dict[str, Any]) -> Iterator[RawPage]:
+        """Contacts archived at or after ``prev`` (minus its seen-set), as deletions.
+
+        The list comes in id order, not ``archivedAt`` order, so the advanced cursor is
+        only handed over with the last page; earlier pages carry ``prev``, and a pull
+        interrupted mid-list re-reads it whole (a repeated deletion changes nothing).
+        """
+        tc = TimestampCursor(prev.to_dict())
+        after = None
+        while True:
+            kw = {"after": after} if after else {}
+            data = self._call("list_archived", self.client.crm.contacts.basic_api.get_page, archived=True,
+                              limit=LIST_LIMIT, properties=["hs_object_id"], **kw)
+            records = []
+            for item in data.get("results", []):
+                ms = _ms(item.get("archivedAt") or item["updatedAt"])
+                if (prev.since is not None and ms < prev.since) or not prev.admit(item["id"], ms):
+                    continue
+                tc.advance(item["id"], ms)
+                records.append(RawRecord(item["id"], datetime.fromtimestamp(ms / 1000, timezone.utc), {},
+                                         deleted=True))
+            after = (data.get("paging") or {}).get("next", {}).get("after")
+            yield RawPage(records, {**search, "archived": (tc if not after else prev).to_dict()})
+            if not after:
+                return
 
     def write_batch(self, batch: list[RemoteWrite]) -> list[WriteResult]:
         from hubspot.crm.contacts import (

@@ -12,5 +12,5 @@ class TestHubSpotConformance(ConformanceSuite):
     sandbox = HubSpotSandbox
     # the kit runs connectors unlimited (no 5 searches/s budget), so the sandbox's search limit is off too
     sandbox_kwargs = {"search_rate": None}
-    # the connector reads through search, which never returns archived contacts
-    supports_delete = False
+    # search never returns archived contacts; the connector lists them (archived=true) after the search
+    supports_delete = True
