@@ -202,7 +202,8 @@ def _bench_process():
     team = [{"email": f"rep{i}@bench.example", "role": "sales", "territories": [c], "calendar": "de",
              "capacity": 100_000} for i, c in enumerate(countries)]
     team += [{"email": "boss@bench.example", "role": "sales_manager", "calendar": "de"},
-             {"email": "mk@bench.example", "role": "marketing"}, {"email": "cs@bench.example", "role": "customer_success"}]
+             {"email": "mk@bench.example", "role": "marketing"},
+             {"email": "cs@bench.example", "role": "customer_success"}]
     data.update(team=team, calendars={"de": {"timezone": "Europe/Berlin", "country": "DE"}}, default_calendar="de")
     process = Process.model_validate(data)
     routing = {"pools": {"all": {"members": [{"email": t["email"], "weight": 1 + i % 2}

@@ -165,7 +165,7 @@ def sandbox(crm: Annotated[str, typer.Argument(help="Connector name, e.g. hubspo
 
 
 @app.command()
-def demo(n: Annotated[int, typer.Option("--n", help="Leads seeded in the largest CRM (the others get a share).")] = 2000,
+def demo(n: Annotated[int, typer.Option("--n", help="Leads seeded in the largest CRM (others get a share).")] = 2000,
          seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
          keep: Annotated[Optional[Path], typer.Option(help="Keep the demo's files in this folder.")] = None,
          as_json: Annotated[bool, typer.Option("--json", help="Also print the figures as one JSON object "

@@ -25,15 +25,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
-from hub.model import Status
 from hub.actions import RuleAction, Task
+from hub.model import Status
 from hub.plugins import registry
 from hub.process import default_process
-from hub.testing.fakedata import team
 from hub.runtime import Hub
 from hub.sandboxes import sandbox_class
 from hub.store import Conflict, LeadRow, Link, RecordIssue
 from hub.sync import SyncOutcome
+from hub.testing.fakedata import team
 
 __all__ = ["run_demo", "DEMO_CONNECTIONS"]
 

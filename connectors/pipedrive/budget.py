@@ -72,7 +72,8 @@ def remaining_hint(answer: Answer) -> float | None:
 def daily_spent(answer: Answer) -> bool:
     """A 429 for the daily budget (``daily request budget exceeded``), not for the burst window."""
     body = answer.body if isinstance(answer.body, bytes) else str(answer.body or "").encode()
-    return answer.status == 429 and (b"daily" in body.lower() or _header(answer, "x-daily-ratelimit-token-remaining") == "0")
+    spent = _header(answer, "x-daily-ratelimit-token-remaining") == "0"
+    return answer.status == 429 and (b"daily" in body.lower() or spent)
 
 
 @dataclass

@@ -212,7 +212,8 @@ class Reader:
         if person:
             props.update({"person.first_name": person.get("first_name") or None,
                           "person.last_name": person.get("last_name") or None,
-                          "person.email": _primary(person.get("emails")), "person.phone": _primary(person.get("phones"))})
+                          "person.email": _primary(person.get("emails")),
+                          "person.phone": _primary(person.get("phones"))})
             props.update({f"person.{k}": v for k, v in (person.get("custom_fields") or {}).items() if v is not None})
         if org:
             props["org.name"] = org.get("name")

@@ -184,7 +184,7 @@ class Writer:
         stage_id = self.api.stage_id(stage, self.pipeline) if stage else None
         body = {"stage_id": stage_id} if stage_id else ({"pipeline_id": self.pipeline} if self.pipeline else {})
         job = self.api.call("POST", f"/leads/{lead_id}/convert/deal", v2=True, body=body)["data"]
-        for attempt in range(self.poll_attempts):
+        for _attempt in range(self.poll_attempts):
             state = self.api.call("GET", f"/leads/{lead_id}/convert/status/{job['conversion_id']}", v2=True)["data"]
             if state["status"] == "completed":
                 break
@@ -241,7 +241,8 @@ class Writer:
             body["org_id"] = org_id
         self.api.persons.put(person_id, self.api.call("PATCH", f"/persons/{person_id}", v2=True, body=body)["data"])
 
-    def _person_body(self, person: dict[str, Any], current: dict[str, Any] | None, hub_id: str | None) -> dict[str, Any]:
+    def _person_body(self, person: dict[str, Any], current: dict[str, Any] | None,
+                     hub_id: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if "first_name" in person or "last_name" in person:
             first = person.get("first_name", (current or {}).get("first_name")) or ""
@@ -330,7 +331,8 @@ class Writer:
 
     def _remember_deal(self, lead_id: str, deal: dict[str, Any]) -> None:
         self.api.leads.put(lead_id, {"person_id": deal.get("person_id"), "org_id": deal.get("org_id"),
-                                     "deal_id": deal["id"], "hub_id": (deal.get("custom_fields") or {}).get(self.hub_key),
+                                     "deal_id": deal["id"],
+                                     "hub_id": (deal.get("custom_fields") or {}).get(self.hub_key),
                                      "currency": deal.get("currency"), "status": deal.get("status")})
 
 

@@ -82,7 +82,8 @@ class PipedriveSandbox(Routes, CanonicalView, Sandbox):
     """Pipedrive as a stateful fake. See the module docstring.
 
     ``rate``: requests per rolling 2 s per token (None: unlimited; 40 is the Growth plan's API-token
-    figure). ``search_rate``: searches per 2 s (default 10, or unlimited with ``rate=None``). ``daily``: the daily token budget (30,000 × plan
+    figure). ``search_rate``: searches per 2 s (default 10, or unlimited with ``rate=None``).
+``daily``: the daily token budget (30,000 × plan
     multiplier 2 × 8 seats by default; None: unlimited). ``conversion_lag``: seconds a lead
     conversion job runs before its deal exists.
     """

@@ -49,7 +49,8 @@ class Routes(SearchRoutes):
         for base in ("/v1", "/api/v1"):  # api.pipedrive.com/v1 and {company}.pipedrive.com/api/v1
             v1 += [("GET", f"{base}/leads/archived", self._archived), ("GET", f"{base}/leads", self._leads),
                    ("POST", f"{base}/leads", self._add_lead), ("GET", f"{base}/leads/{{id}}", self._lead),
-                   ("PATCH", f"{base}/leads/{{id}}", self._edit_lead), ("DELETE", f"{base}/leads/{{id}}", self._del_lead),
+                   ("PATCH", f"{base}/leads/{{id}}", self._edit_lead),
+                   ("DELETE", f"{base}/leads/{{id}}", self._del_lead),
                    ("GET", f"{base}/leadLabels", self._labels), ("POST", f"{base}/leadLabels", self._add_label),
                    ("GET", f"{base}/users", self._users)]
         v2 = "/api/v2"
@@ -89,7 +90,8 @@ class Routes(SearchRoutes):
     def _limit(self, call: Call, cap: int) -> int:
         limit = self._int(call, "limit", 100)
         if not 1 <= limit <= cap:
-            raise _invalid(f"limit: Number must be {'greater than or equal to 1' if limit < 1 else f'less than or equal to {cap}'}")
+            bound = "greater than or equal to 1" if limit < 1 else f"less than or equal to {cap}"
+            raise _invalid(f"limit: Number must be {bound}")
         return limit
 
     def _since(self, call: Call, name: str) -> int | None:
@@ -201,7 +203,8 @@ class Routes(SearchRoutes):
         sort_by = call.query.get("sort_by") or "id"
         direction = call.query.get("sort_direction") or "asc"
         if sort_by not in ("id", "update_time", "add_time"):
-            raise _invalid(f"sort_by: Invalid enum value. Expected 'id' | 'update_time' | 'add_time', received '{sort_by}'")
+            raise _invalid("sort_by: Invalid enum value. Expected 'id' | 'update_time' | 'add_time', "
+                           f"received '{sort_by}'")
         if direction not in ("asc", "desc"):
             raise _invalid(f"sort_direction: Invalid enum value. Expected 'asc' | 'desc', received '{direction}'")
         since, until = self._since(call, "updated_since"), self._since(call, "updated_until")

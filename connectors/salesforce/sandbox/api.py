@@ -1,4 +1,6 @@
-"""Salesforce's REST API over the sandbox org: the wire side of :class:`~connectors.salesforce.sandbox.SalesforceSandbox`.
+"""Salesforce's REST API over the sandbox org.
+
+The wire side of :class:`~connectors.salesforce.sandbox.SalesforceSandbox`.
 
 Served (``vXX.X`` any version from 20.0 to 62.0)::
 
@@ -230,7 +232,8 @@ class SalesforceApi(Sandbox):
         for o in outcomes:
             if isinstance(o, RecordError) or (all_or_none and failed):
                 errors = [o.as_dict() if isinstance(o, RecordError) else _ROLLED_BACK]
-                results.append({"id": None, "success": False, "errors": errors, **({"created": False} if upsert else {})})
+                failed_row = {"id": None, "success": False, "errors": errors}
+                results.append({**failed_row, **({"created": False} if upsert else {})})
                 continue
             rid = self.org.write(o[0], o[1], o[2], now) if all_or_none else o[1]
             results.append({"id": rid, "success": True, "errors": [], **({"created": o[3]} if upsert else {})})

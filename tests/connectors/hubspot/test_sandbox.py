@@ -560,7 +560,7 @@ def test_seeded_contacts_carry_the_canonical_mapping(make):
     box.seed(800, seed=5)
     contacts = list(box.contacts.values())
     owner_ids = {o["id"] for o in box.owners}
-    pairs = {(s, l) for s, l in STATUS_MAP.values()}
+    pairs = {(stage, lead_status) for stage, lead_status in STATUS_MAP.values()}
     emails = [c["email"] for c in contacts if "email" in c]
     assert len(contacts) == 800 and len(emails) == len(set(emails))
     assert all(e == e.lower() and "@" in e and not e.endswith("@") for e in emails)

@@ -21,6 +21,7 @@ from hub.sync import Syncer
 from hub.testing.kit import on_sandbox_clock
 
 from .conftest import connect
+from .specs import exchange_errors
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -57,7 +58,6 @@ def test_the_plugin_registers_the_connector_whose_settings_keep_the_token_secret
     box_cls = getattr(importlib.import_module(module), name)
     assert box_cls().rate == 40 and box_cls(rate=None).search_rate is None
     assert isinstance(box_cls(), ConformanceSandbox)
-from .specs import exchange_errors
 
 
 def test_first_sync_takes_every_lead_once_and_the_second_writes_nothing(sqlite_store, make):
