@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -54,6 +54,7 @@ __all__ = [
     "WriteResult",
     "RemoteUser",
     "TimestampCursor",
+    "epoch_ms",
     "Connector",
 ]
 
@@ -244,6 +245,22 @@ class RemoteUser:
     id: str
     email: str
     name: str = ""
+
+
+def epoch_ms(value: Any) -> int:
+    """Epoch milliseconds from what CRMs send: epoch-ms digits, ISO 8601 (``Z``, ``+00:00`` or
+    Salesforce's ``+0000``; naive means UTC) or a datetime. Exact integer arithmetic, so two
+    records stamped in the same millisecond always compare equal in a cursor."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class TimestampCursor:

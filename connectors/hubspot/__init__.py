@@ -45,6 +45,7 @@ from hub.connector import (
     RemoteWrite,
     TimestampCursor,
     WriteResult,
+    epoch_ms,
 )
 from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate
@@ -85,12 +86,6 @@ def remaining_hint(answer: Answer) -> float | None:
     if h.get("x-hubspot-ratelimit-remaining") == "0":
         return int(h.get("x-hubspot-ratelimit-interval-milliseconds", "10000")) / 1000
     return None
-
-
-def _ms(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 class HubSpotConnector(Connector):
@@ -151,7 +146,7 @@ class HubSpotConnector(Connector):
             last_ms = None
             for item in data.get("results", []):
                 props = item.get("properties") or {}
-                ms = _ms(props.get("lastmodifieddate") or item["updatedAt"])
+                ms = epoch_ms(props.get("lastmodifieddate") or item["updatedAt"])
                 last_ms = ms
                 if not tc.admit(item["id"], ms):
                     continue
@@ -187,7 +182,7 @@ class HubSpotConnector(Connector):
                               limit=LIST_LIMIT, properties=["hs_object_id"], **kw)
             records = []
             for item in data.get("results", []):
-                ms = _ms(item.get("archivedAt") or item["updatedAt"])
+                ms = epoch_ms(item.get("archivedAt") or item["updatedAt"])
                 if (prev.since is not None and ms < prev.since) or not prev.admit(item["id"], ms):
                     continue
                 tc.advance(item["id"], ms)

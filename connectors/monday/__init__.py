@@ -49,6 +49,7 @@ from hub.connector import (
     RemoteUser,
     RemoteWrite,
     WriteResult,
+    epoch_ms,
 )
 from hub.errors import ConnectorError, TransientError
 from hub.hookspecs import hookimpl
@@ -85,10 +86,6 @@ class MondaySettings(ConnectorSettings):
     #: item mutations per request (~10,000 complexity points each); the default 50 fits a trial
     #: account's 1M points a minute twice
     batch_size: int | None = None
-
-
-def _ms(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:
@@ -174,13 +171,13 @@ class MondayConnector(Connector):
             ahead = self._next_page(after, feed, cols) if after else None
             records = []
             for item in items:
-                ms, props = _ms(item["updated_at"]), self._props(item)
+                ms, props = epoch_ms(item["updated_at"]), self._props(item)
                 key = version(str(item["id"]), props)
                 if feed.admit(key, ms):
                     feed.take(key, ms)
                     records.append(RawRecord(str(item["id"]), datetime.fromtimestamp(ms / 1000, timezone.utc),
                                              props))
-            yield RawPage(records, feed.commit(_ms(i["updated_at"]) for i in (ahead[0] if ahead else ())))
+            yield RawPage(records, feed.commit(epoch_ms(i["updated_at"]) for i in (ahead[0] if ahead else ())))
             page = ahead
         self._pulled = True
 
@@ -192,7 +189,7 @@ class MondayConnector(Connector):
         reply = self.gql("items_page", Q.FIRST_PAGE, {"b": [self.settings.board_id], "limit": self.page_size,
                                                       "qp": qp, "cols": cols}).check("items_page", self.connection)
         newest = (reply.data.get("newest") or [{}])[0].get("items_page", {}).get("items") or []
-        feed.set_ceiling(_ms(newest[0]["updated_at"]) if newest else None)
+        feed.set_ceiling(epoch_ms(newest[0]["updated_at"]) if newest else None)
         found = reply.data.get("boards") or []
         if not found:
             raise ConnectorError(f"board {self.settings.board_id} not found", connection=self.connection)

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.connector import RawPage, RawRecord, TimestampCursor
+from hub.connector import RawPage, RawRecord, TimestampCursor, epoch_ms
 
 from .api import PipedriveApi, version
 
@@ -46,9 +46,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def ms_of(stamp: str) -> int:
     """``2020-10-14T11:30:36.551Z`` or ``2021-01-01T00:00:00Z`` → epoch milliseconds (exact)."""
-    dt = datetime.fromisoformat(stamp)
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    return epoch_ms(stamp)
 
 
 def iso_ms(ms: int) -> str:

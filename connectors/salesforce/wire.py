@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from hub.connector import RawRecord
+from hub.connector import RawRecord, epoch_ms
 from hub.errors import AuthError, ConnectorError, RateLimitError
 from hub.http import Answer, Rate, RateBudget
 
@@ -80,9 +80,7 @@ def meter_kind(request: requests.PreparedRequest) -> str:
 
 def stamp_ms(value: Any) -> int:
     """Epoch ms from Salesforce's ``2026-11-01T09:00:00.000+0000`` (or ``…Z``, or no fraction)."""
-    if not value:
-        return 0
-    return int(datetime.fromisoformat(str(value)).timestamp() * 1000)
+    return epoch_ms(value) if value else 0
 
 
 def soql_datetime(ms: int) -> str:

@@ -91,3 +91,15 @@ def test_decode_reports_unreadable_values_and_keeps_the_rest():
     fields, problems = c.decode({"mail": "a@b.io", "amount": "lots", "stage": "new"})
     assert fields == {"email": "a@b.io", "status": "Lead"}
     assert problems == ["field 'amount': cannot read 'lots' as value"]
+
+
+def test_epoch_ms_reads_every_vendor_timestamp_form_exactly():
+    from datetime import datetime, timezone
+
+    from hub.connector import epoch_ms
+
+    assert epoch_ms("1700000000123") == 1_700_000_000_123  # HubSpot epoch-ms strings
+    assert (epoch_ms("2026-11-01T09:00:00.001Z") == epoch_ms("2026-11-01T09:00:00.001+0000")  # Salesforce
+            == epoch_ms("2026-11-01T09:00:00.001+00:00") == epoch_ms("2026-11-01T09:00:00.001"))  # naive = UTC
+    assert epoch_ms("2026-11-01T10:00:00.001+01:00") == epoch_ms("2026-11-01T09:00:00.001Z")
+    assert epoch_ms(datetime(1970, 1, 1, 0, 0, 1, 999000, tzinfo=timezone.utc)) == 1999

@@ -35,6 +35,7 @@ from hub.connector import (
     TimestampCursor,
     ValueMap,
     WriteResult,
+    epoch_ms,
 )
 from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate, make_client
@@ -52,10 +53,6 @@ _ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 def _digest(item: dict[str, Any]) -> str:
     return hashlib.blake2b(json.dumps(item, sort_keys=True).encode(), digest_size=6).hexdigest()
-
-
-def _ms(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 class AcmeConnector(Connector):
@@ -100,7 +97,7 @@ class AcmeConnector(Connector):
             data = self._call("GET", "/leads", params=params)
             records = []
             for item in data["data"]:
-                ms = _ms(item["updated_at"])
+                ms = epoch_ms(item["updated_at"])
                 version = f"{item['id']}:{_digest(item)}"  # a later edit in the same second is a new version
                 if tc.admit(version, ms):
                     tc.advance(version, ms)
