@@ -62,9 +62,26 @@ def store(request, tmp_path) -> Iterator[Store]:
     s.dispose()
 
 
-@pytest.fixture
-def sqlite_store(tmp_path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'hub.db'}")
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """One migrated SQLite file per session; tests get copies (migrating each time costs ~0.3 s)."""
+    path = tmp_path_factory.mktemp("template") / "hub.db"
+    s = Store(f"sqlite:///{path}")
     s.migrate()
+    s.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_store(sqlite_template, tmp_path) -> Iterator[Store]:
+    """A migrated, empty SQLite store of this test's own."""
+    shutil.copy(sqlite_template, tmp_path / "hub.db")
+    s = Store(f"sqlite:///{tmp_path / 'hub.db'}")
     yield s
     s.dispose()
+
+
+@pytest.fixture
+def db(sqlite_store) -> Store:
+    """The rule tests' name for :func:`sqlite_store`."""
+    return sqlite_store

@@ -13,10 +13,7 @@ from hub import plugins
 from hub.engine import Engine
 from hub.errors import ConfigError
 from hub.model import Lead
-from tests.rules import harness
 from tests.rules.harness import EXAMPLE, JONAS, add, tasks
-
-db, template = harness.db, harness.template  # the harness's fixtures
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
@@ -23,23 +22,6 @@ from hub.store import LeadRow, Link, OutboxRow, StatusChange, Store, row_values
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 DEFAULT_YAML = Path(__file__).resolve().parents[2] / "hub" / "default_process.yaml"
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hub.db"
-    s = Store(f"sqlite:///{path}")
-    s.migrate()
-    s.dispose()
-    return path
-
-
-@pytest.fixture
-def db(template, tmp_path):
-    shutil.copy(template, tmp_path / "hub.db")
-    s = Store(f"sqlite:///{tmp_path / 'hub.db'}")
-    yield s
-    s.dispose()
 
 
 def add(store: Store, *leads: Lead, links: dict[str, list[str]] | None = None) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -20,23 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE: Process = load_process(REPO / "examples" / "process.yaml")
 JONAS, SOFIA, CLAIRE, LENA = ("jonas.keller@brightfield.example", "sofia.brandt@brightfield.example",
                               "claire.dubois@brightfield.example", "lena.vogel@brightfield.example")
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("rules-template") / "hub.db"
-    s = Store(f"sqlite:///{path}")
-    s.migrate()
-    s.dispose()
-    return path
-
-
-@pytest.fixture
-def db(template, tmp_path):
-    shutil.copy(template, tmp_path / "hub.db")
-    s = Store(f"sqlite:///{tmp_path / 'hub.db'}")
-    yield s
-    s.dispose()
 
 
 def add(store: Store, *leads: Lead, at: datetime | None = None) -> None:

@@ -12,10 +12,7 @@ from hub.model import Lead
 from hub.process import default_process
 from hub.store import StatusChange
 from rules.governance import GovernanceConfig, GovernanceRule, open_violations
-from tests.rules import harness
 from tests.rules.harness import EXAMPLE, JONAS, add, change, flags, kinds, run, tasks
-
-db, template = harness.db, harness.template  # the harness's fixtures
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 SEVEN_DAYS = {"status": "Negotiation", "message": "next-action date more than 7 days out",

@@ -12,10 +12,7 @@ from hub.model import Lead
 from hub.process import default_process
 from hub.store import StatusChange
 from rules.scoring import ScoringConfig, ScoringRule
-from tests.rules import harness
 from tests.rules.harness import add, kinds, run
-
-db, template = harness.db, harness.template  # the harness's fixtures
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 FIT = [

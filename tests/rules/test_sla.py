@@ -12,7 +12,6 @@ from hub.errors import ConfigError
 from hub.model import Lead
 from hub.process import default_process
 from rules.sla import SlaConfig, SlaRule
-from tests.rules import harness
 from tests.rules.harness import (
     CLAIRE,
     EXAMPLE,
@@ -27,8 +26,6 @@ from tests.rules.harness import (
     run,
     tasks,
 )
-
-db, template = harness.db, harness.template  # the harness's fixtures
 
 BERLIN, LONDON = ZoneInfo("Europe/Berlin"), ZoneInfo("Europe/London")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)

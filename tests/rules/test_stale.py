@@ -10,10 +10,7 @@ from hub.engine import build_rules
 from hub.errors import ConfigError
 from hub.model import Lead
 from rules.stale import StaleConfig, StaleRule
-from tests.rules import harness
 from tests.rules.harness import EXAMPLE, JONAS, LENA, add, change, flags, kinds, run
-
-db, template = harness.db, harness.template  # the harness's fixtures
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
