@@ -6,12 +6,14 @@ chosen by URL. The schema is owned by Alembic migrations in ``hub/migrations``
 
 Tables and what they promise:
 
-* ``leads`` — one canonical lead per person (:class:`hub.model.Lead` fields).
+* ``leads`` — one canonical lead per person (:class:`hub.model.Lead` fields), with its
+  match keys (:mod:`hub.identity`) and each field's provenance (who set it, when).
 * ``links`` — a lead's record in one connection: ``(connection, object, remote_id)``
   is unique, and so is ``(lead_id, connection, object)``. ``synced`` holds the
   canonical fields the remote holds as the hub last wrote or read them, and
   ``synced_hash`` their hash: a pulled record with the same hash is no change
-  (no echoes), and a changed one is compared field by field.
+  (no echoes), and a changed one is compared field by field. A deleted or merged-away
+  record leaves a tombstone (``deleted_at``, ``merged_into``): the hub never re-creates it.
 * ``status_history`` — every status move: from, to, when, by whom, from where.
 * ``cursors`` — per connection and object, committed with the page it follows.
 * ``outbox`` — pending writes; one open row per (connection, lead), idempotent
@@ -102,6 +104,12 @@ class LeadRow(SQLModel, table=True):
     custom: dict = Field(default_factory=dict, sa_type=sa.JSON)
     created_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()
+    # match keys (hub.identity), derived from the fields above by row_values
+    email_key: str | None = Field(default=None, index=True, max_length=320)
+    phone_key: str | None = Field(default=None, index=True, max_length=32)
+    name_key: str | None = Field(default=None, index=True, max_length=400)
+    # field -> [connection or "rule:<name>", ISO time]: who set the value and when (conflict rules)
+    provenance: dict = Field(default_factory=dict, sa_type=sa.JSON)
 
 
 class Link(SQLModel, table=True):
@@ -119,7 +127,8 @@ class Link(SQLModel, table=True):
     remote_modified: datetime | None = _ts()
     synced_hash: str | None = Field(default=None, max_length=64)
     synced: dict = Field(default_factory=dict, sa_type=sa.JSON)  # the remote's canonical fields, as last seen
-    deleted_at: datetime | None = _ts()
+    deleted_at: datetime | None = _ts()  # a tombstone: the record is gone; the hub never re-creates it
+    merged_into: str | None = Field(default=None, max_length=255)  # the remote id that absorbed it, if merged
 
 
 class StatusChange(SQLModel, table=True):
@@ -154,6 +163,7 @@ class OutboxRow(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=64)
     remote_id: str | None = None
     fields: dict = Field(default_factory=dict, sa_type=sa.JSON)
+    reasons: dict = Field(default_factory=dict, sa_type=sa.JSON)  # field -> the rule that decided it
     state: str = Field(default="pending", max_length=20)  # pending | failed | done | dismissed
     attempts: int = 0
     last_error: str | None = None
@@ -201,13 +211,16 @@ class Conflict(SQLModel, table=True):
     resolved_at: datetime | None = _ts()
 
 
-_ROW_FIELDS = [f for f in LeadRow.model_fields if f not in ("created_at", "updated_at")]
+_DERIVED = ("created_at", "updated_at", "email_key", "phone_key", "name_key", "provenance")
+_ROW_FIELDS = [f for f in LeadRow.model_fields if f not in _DERIVED]
 
 
 def row_values(lead: Lead) -> dict[str, Any]:
-    """Column values for a lead (for inserts and updates)."""
+    """Column values for a lead (for inserts and updates), its match keys included."""
+    from hub.identity import match_keys
+
     data = lead.model_dump()
-    return {k: data[k] for k in _ROW_FIELDS}
+    return {**{k: data[k] for k in _ROW_FIELDS}, **match_keys(data).as_dict()}
 
 
 def lead_from_row(row: LeadRow | sa.Row) -> Lead:

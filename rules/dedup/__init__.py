@@ -41,13 +41,7 @@ from hub.actions import Action
 from hub.context import RuleContext
 from hub.engine import LeadChange, Rule, RuleConfig
 from hub.model import Lead
-from hub.process import Loc
-from hub.store import LeadRow, Link
-from rules.dedup.batch import BatchResult, DedupSettings, dedupe
-from rules.dedup.blocking import blocking_keys
-from rules.dedup.cluster import Cluster, Clustering, Member, cluster, survive
-from rules.dedup.incremental import find_matches, index_lead, request_crm_merges
-from rules.dedup.normalise import (
+from hub.normalise import (
     EmailPolicy,
     Identity,
     company_domain,
@@ -58,6 +52,12 @@ from rules.dedup.normalise import (
     normalise_email,
     normalise_phone,
 )
+from hub.process import Loc
+from hub.store import LeadRow, Link
+from rules.dedup.batch import BatchResult, DedupSettings, dedupe
+from rules.dedup.blocking import blocking_keys
+from rules.dedup.cluster import Cluster, Clustering, Member, cluster, survive
+from rules.dedup.incremental import find_matches, index_lead, request_crm_merges
 from rules.dedup.scoring import Score, Weights, score
 from rules.dedup.tables import DedupKey
 

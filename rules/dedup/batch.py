@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.normalise import EmailPolicy, Identity, identity
 from rules.dedup.blocking import BlockStats, candidate_pairs
 from rules.dedup.cluster import Clustering, cluster
-from rules.dedup.normalise import EmailPolicy, Identity, identity
 from rules.dedup.scoring import DEFAULT_WEIGHTS, Weights, score
 
 __all__ = ["DedupSettings", "BatchResult", "dedupe"]

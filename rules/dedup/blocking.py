@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from rules.dedup.normalise import Identity
+from hub.normalise import Identity
 
 __all__ = ["KEY_KINDS", "blocking_keys", "BlockStats", "candidate_pairs"]
 

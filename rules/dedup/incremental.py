@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from hub.model import Lead
+from hub.normalise import Identity
 from hub.store import LeadRow, Link, lead_from_row
 from rules.dedup.batch import DedupSettings
 from rules.dedup.blocking import blocking_keys
-from rules.dedup.normalise import Identity
 from rules.dedup.scoring import Score, score
 from rules.dedup.tables import DedupKey, MergeRequest
 

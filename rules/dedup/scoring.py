@@ -31,7 +31,7 @@ from typing import Any
 from rapidfuzz.distance import JaroWinkler
 from rapidfuzz.fuzz import token_set_ratio
 
-from rules.dedup.normalise import Identity, is_free_mail
+from hub.normalise import Identity, is_free_mail
 
 __all__ = ["Weights", "Score", "score", "probability", "weight_for"]
 

@@ -38,9 +38,9 @@ from sqlmodel import Session
 
 from hub.conditions import env_values, lead_env
 from hub.model import Lead
+from hub.normalise import company_domain
 from hub.process import Calendar, Person, Process
 from hub.store import LeadRow
-from rules.dedup.normalise import company_domain
 from rules.routing.config import PoolDef, RouteRuleDef, RoutingSettings
 from rules.routing.decision_table import DecisionTable
 from rules.routing.eligibility import availability, cap_reason, specificity, territory_matches, window_starts

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from hub.actions import LeadRelation
 from hub.engine import Engine
 from hub.model import Lead
+from hub.normalise import company_domain, company_key, fold, normalise_email, normalise_phone
 from hub.process import default_process
 from hub.store import LeadRow, Link, row_values
 from hub.testing.fakedata import generate
@@ -17,7 +18,6 @@ from rules.dedup import Dedup, DedupSettings, EmailPolicy, dedupe, identity, sco
 from rules.dedup.blocking import BlockStats, blocking_keys, candidate_pairs
 from rules.dedup.cluster import Member, cluster, survive
 from rules.dedup.incremental import find_matches, index_lead, request_crm_merges
-from rules.dedup.normalise import company_domain, company_key, fold, normalise_email, normalise_phone
 from rules.dedup.scoring import Score
 from rules.dedup.tables import DedupKey, MergeRequest
 
