@@ -10,7 +10,8 @@ Tables (listed in ``hub.store.TABLE_MODULES``; revision ``0002``):
   the run's ``now``, ``applied`` and, when refused, ``outcome``. ``(rule, lead_id, key)`` is
   unique, which is what makes a keyed action fire once.
 * ``tasks`` — work for a person (reminders, SLA breaches, escalations, reviews, missing fields),
-  ``open`` until done or dismissed; pushed to CRMs that can create tasks in a later release.
+  ``open`` until done or dismissed; pushed as a task into the CRM where the lead's owner works
+  (:mod:`hub.tasks_push`, revision ``0005``: ``connection``, ``remote_id``, ``pushed_at``…).
 * ``lead_flags`` — markers on a lead (``stalled``, ``stale``, ``incomplete``…), one per name.
 * ``lead_relations`` — ``duplicate`` links and ``merged_into`` between two leads.
 * ``rule_leads`` — the engine's book per lead: when it last looked, when to look again
@@ -212,6 +213,7 @@ class RuleAction(SQLModel, table=True):
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
+    __table_args__ = (sa.Index("ix_tasks_unpushed", "state", "remote_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=64)
@@ -223,6 +225,12 @@ class Task(SQLModel, table=True):
     created_at: datetime | None = _ts()
     state: str = Field(default="open", max_length=20)  # open | done | dismissed
     closed_at: datetime | None = _ts()
+    # pushed into one CRM (hub.tasks_push): the connection that took it, the CRM's task id once created
+    connection: str | None = Field(default=None, max_length=100)
+    remote_id: str | None = Field(default=None, max_length=255)
+    pushed_at: datetime | None = _ts()
+    push_error: str | None = None  # the CRM's last refusal, verbatim; retried every run
+    push_attempts: int = 0
 
 
 class LeadFlag(SQLModel, table=True):

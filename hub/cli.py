@@ -50,10 +50,15 @@ def sync(config: ConfigOpt = None,
          connection: Annotated[Optional[list[str]], typer.Option("--connection", help="Only these.")] = None,
          as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress.")] = False,
          no_push: Annotated[bool, typer.Option("--no-push", help="Pull only; leave the outbox.")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="Read the CRMs and print the writes a sync "
+                                               "would make, with the rule behind each; change nothing.")] = False,
          ) -> None:
-    """Run one sync cycle for every configured connection."""
+    """Run one sync cycle: pull every configured connection, then push every one."""
     from hub.runtime import Hub
 
+    if dry_run:
+        _dry_run(config, connection, as_json)
+        return
     try:
         hub = Hub.from_file(_config_path(config))
         with hub:
@@ -78,18 +83,78 @@ def sync(config: ConfigOpt = None,
         out.print_json(json.dumps({"connections": [o.as_dict() for o in outcomes],
                                    "ok": all(o.error is None for o in outcomes)}))
     else:
-        table = Table("connection", "pulled", "created", "updated", "unchanged", "pushed", "rejected",
-                      "malformed", "conflicts", "API calls", "429s", "seconds", title="leadhub sync")
+        table = Table("connection", "pulled", "new", "matched", "updated", "unchanged", "handed off", "pushed",
+                      "rejected", "malformed", "conflicts", "API calls", "429s", "seconds", title="leadhub sync")
         for o in outcomes:
-            table.add_row(o.connection, *(str(x) for x in (o.pulled, o.created, o.updated, o.unchanged,
-                          o.pushed, o.rejected, o.malformed, o.conflicts, o.api_calls, o.throttled,
-                          o.seconds)))
+            table.add_row(o.connection, *(str(x) for x in (o.pulled, o.created, o.matched, o.updated, o.unchanged,
+                          o.handed_off, o.pushed, o.rejected, o.malformed, o.conflicts, o.api_calls,
+                          o.throttled, o.seconds)))
         out.print(table)
         for o in outcomes:
             if o.error:
                 console.print(f"[red]{o.connection}: {o.error}[/red]", highlight=False)
     if any(o.error for o in outcomes):
         raise typer.Exit(1)
+
+
+def _dry_run(config: Path | None, connection: list[str] | None, as_json: bool) -> None:
+    from hub.runtime import Hub
+
+    try:
+        with Hub.from_file(_config_path(config)) as hub:
+            plans, outcomes = hub.plan(connection)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    errors = [o for o in outcomes if o.error]
+    if as_json:
+        out.print_json(json.dumps({"writes": [p.as_dict() for p in plans], "ok": not errors,
+                                   "errors": {o.connection: o.error for o in errors}}, default=str))
+    else:
+        names = [o.connection for o in outcomes]
+        table = Table("connection", "creates", "updates", "hub-id stamps", title="leadhub sync --dry-run")
+        for name in names:
+            mine = [p for p in plans if p.connection == name]
+            table.add_row(name, *(str(sum(p.action == a for p in mine)) for a in ("create", "update", "stamp")))
+        out.print(table)
+        for p in plans:
+            if p.action == "stamp":
+                continue
+            target = p.remote_id or "(new record)"
+            out.print(f"[bold]{p.connection}[/bold] {p.action} {target} (lead {p.lead_id[:8]})", highlight=False)
+            if "*" in p.reasons:
+                out.print(f"    {p.reasons['*']}", highlight=False)
+            for name, (before, after) in sorted(p.changes.items()):
+                why = p.reasons.get(name)
+                out.print(f"    {name}: {before!r} -> {after!r}" + (f"  [dim]({why})[/dim]" if why else ""),
+                          highlight=False)
+        for o in errors:
+            console.print(f"[red]{o.connection}: {o.error}[/red]", highlight=False)
+        console.print("[dim]dry run: the CRMs were read; nothing was written to them or to the store.[/dim]")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backfill(config: ConfigOpt = None,
+             fields: Annotated[Optional[list[str]], typer.Option("--field", help="Only these fields "
+                                                                 "(default: those with a conflict rule).")] = None,
+             dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, change nothing.")] = False) -> None:
+    """Apply the current conflict rules to leads the CRMs disagree on, and queue the writes (and refresh
+    every lead's match keys)."""
+    from hub.runtime import Hub
+
+    try:
+        with Hub.from_file(_config_path(config)) as hub:
+            report = hub.backfill(fields, dry_run=dry_run)
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    verb = "would change" if dry_run else "changed"
+    out.print(f"{report.leads} leads read, {report.changed} {verb}, {report.queued} writes "
+              f"{'would be ' if dry_run else ''}queued for the next sync")
+    for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
+        out.print(f"  {n:>6}  {reason}", highlight=False)
 
 
 @app.command()
@@ -298,6 +363,43 @@ def status(config: ConfigOpt = None,
     out.print(table)
     out.print(f"{st.violations} leads missing required fields for their status (tasks with their owners); "
               f"{st.conflicts} unresolved conflicts.")
+
+
+@app.command("run")
+def run_worker(config: ConfigOpt = None,
+               once: Annotated[bool, typer.Option("--once", help="Run every job once, in order, then exit "
+                                                 "(for cron); exit 1 if any failed.")] = False,
+               rules_every: Annotated[str, typer.Option("--rules-every", help="How often the rules run "
+                                                        "(e.g. 1m, 1h).")] = "1m",
+               ) -> None:
+    """The long-running worker: each connection synced every sync_every, the rules every --rules-every.
+
+    SIGTERM or Ctrl-C stops it cleanly (the running sync finishes its page and commits); a second one
+    exits at once. One log line per run on stderr."""
+    import logging
+
+    from hub.process import parse_duration
+    from hub.runtime import Hub
+    from hub.worker import Worker
+
+    try:
+        try:
+            every = parse_duration(rules_every).delta
+        except ValueError as exc:
+            raise ConfigError(f"--rules-every: {exc}") from None
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("hub").setLevel(logging.INFO)
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: still running" is no run
+        with Hub.from_file(_config_path(config)) as hub:
+            worker = Worker(hub, rules_every=every)
+            if once:
+                code = int(not all(r.ok for r in worker.run_once()))
+            else:
+                code = worker.run_forever()
+    except LeadHubError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
 
 
 def _load_plugin_commands() -> None:

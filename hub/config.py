@@ -5,10 +5,14 @@
     database: sqlite:///leadhub.db        # or postgresql://…
     process: process.yaml                 # omitted: the built-in default process
     secrets_file: secrets.env             # optional, KEY=value lines
+    conflict_rules:                       # optional, see hub.conflicts
+      "*": most_recent
+      phone: prefer sales
     connections:
       marketing:
         connector: hubspot                # hub-level keys: connector, role, direction,
-        role: marketing                   #   sync_every, enabled, statuses
+        role: marketing                   #   sync_every, enabled, statuses (the canonical
+        statuses: [Lead, MQL, Nurture]    #   statuses handed off into this CRM)
         token: ${HUBSPOT_TOKEN}           # every other key: the connector's settings_model
         base_url: https://api.hubapi.com
 
@@ -54,6 +58,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from hub.conflicts import FieldRule
 from hub.connector import Connector, ConnectorSettings
 from hub.errors import ConfigError, Problem
 from hub.process import DurationField, Process, default_process, load_process, parse_duration, validate_process
@@ -122,6 +127,8 @@ class HubConfig(BaseSettings):
     database: str = "sqlite:///leadhub.db"
     process: Path | None = None  # None: the built-in default process
     connections: dict[ConnectionName, ConnectionConfig] = Field(default_factory=dict)
+    #: field -> rule (``most_recent``, ``prefer <connection>``, ``source <connection>``); ``"*"``: the rest
+    conflict_rules: dict[str, FieldRule] = Field(default_factory=dict)
     secrets_file: Path | None = None
 
     @field_validator("connections", mode="before")
@@ -290,6 +297,7 @@ def _load(path: Path | str, connectors: Mapping[str, type[Connector]]
     finally:
         _ENV_MERGED.reset(token)
     problems += _check_statuses(data, source)
+    problems += _check_conflict_rules(data, source)
     if isinstance(data.get("database"), str):
         used |= {m[2] for m in _DSN_PASSWORD.finditer(data["database"]) if m[2]}
     # a value whose variable is unset is empty: what its validation says about that is noise
@@ -344,6 +352,26 @@ def _check_statuses(data: dict[str, Any], source: YamlSource) -> list[Problem]:
     return [source.problem(("connections", name, "statuses", i), f"unknown status {s!r}{hint(s, names)}")
             for name, conn in connections.items() if isinstance(conn, dict)
             for i, s in enumerate(conn.get("statuses") or []) if isinstance(s, str) and s not in names]
+
+
+def _check_conflict_rules(data: dict[str, Any], source: YamlSource) -> list[Problem]:
+    """A rule names a configured connection, and ``status`` follows transitions, not a rule."""
+    rules = data.get("conflict_rules")
+    connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
+    problems = []
+    for name, rule in rules.items() if isinstance(rules, dict) else ():
+        if name == "status":
+            problems.append(source.problem(("conflict_rules", name), "status takes no conflict rule: it moves "
+                                           "only along the process's transitions (illegal moves become conflicts)"))
+            continue
+        try:
+            parsed = FieldRule.model_validate(rule)
+        except ValidationError:
+            continue  # reported by the model's own validation
+        if parsed.source and parsed.source not in connections:
+            problems.append(source.problem(("conflict_rules", name), f"unknown connection {parsed.source!r}"
+                                           f"{hint(parsed.source, connections)}"))
+    return problems
 
 
 def _masked(problems: list[Problem], secrets: set[str]) -> list[Problem]:

@@ -28,6 +28,7 @@ stores the cursor after each page in the same transaction as the page's records.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -52,6 +53,8 @@ __all__ = [
     "WriteOp",
     "RemoteWrite",
     "WriteResult",
+    "TaskOp",
+    "TaskResult",
     "RemoteUser",
     "TimestampCursor",
     "epoch_ms",
@@ -171,12 +174,17 @@ class ValueMap:
 
 @dataclass(slots=True)
 class RawRecord:
-    """One record as the CRM holds it (remote field names and values)."""
+    """One record as the CRM holds it (remote field names and values).
+
+    ``merged_into``: for a ``deleted`` record that a merge inside the CRM removed, the remote id
+    of the record it was merged into, when the CRM says so (passed on to :class:`RemoteRecord`).
+    """
 
     remote_id: str
     modified: datetime
     props: dict[str, Any]
     deleted: bool = False
+    merged_into: str | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +199,11 @@ class RemoteRecord:
 
     ``fields`` holds only what the CRM maps (never the hub id); ``status`` may be
     ``None`` when the remote value is unmapped (see ``problems``).
+
+    ``merged_into``: for a record with ``deleted=True``, the remote id of the record it was merged
+    into, when the CRM says so (HubSpot's ``hs_merged_object_ids`` on the survivor, Salesforce's
+    ``MasterRecordId``, Dynamics' ``masterid``); ``None`` for a plain deletion or when unknown.
+    A connector may report the same merge more than once; the hub treats repeats as no change.
     """
 
     object: str
@@ -200,6 +213,7 @@ class RemoteRecord:
     hub_id: str | None = None
     deleted: bool = False
     problems: list[str] = field(default_factory=list)
+    merged_into: str | None = None
 
     @property
     def hash(self) -> str:
@@ -234,6 +248,52 @@ class RemoteWrite:
 @dataclass(slots=True)
 class WriteResult:
     hub_id: str
+    ok: bool
+    remote_id: str | None = None
+    error: str | None = None  # the vendor's verbatim message when not ok
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOp:
+    """A hub task (SLA breach, escalation, review…) to create in the CRM, on the lead's record.
+
+    ``owner_remote`` is the CRM user id of the assignee (see :meth:`Connector.remote_owner`), or
+    ``None`` for the CRM's default. The task carries :attr:`marker` in its body, so it can be found
+    again: ``maybe_exists`` says an earlier push of it may have reached the CRM (it was sent, and the
+    hub never recorded the answer), so a connector without an upsert looks for the marker first.
+    """
+
+    task_id: int
+    lead_remote_id: str
+    owner_remote: str | None
+    title: str
+    due_at: datetime | None
+    kind: str
+    note: str = ""  # more text for the body (e.g. the rule that made the task)
+    maybe_exists: bool = False
+
+    @property
+    def marker(self) -> str:
+        return f"leadhub-task:{self.task_id}"
+
+    @property
+    def urgent(self) -> bool:
+        """An SLA breach, escalation or violation: sent at high priority where the CRM has one."""
+        return self.kind in ("breach", "escalation", "violation")
+
+    @property
+    def body(self) -> str:
+        return f"{self.note}\n\n{self.marker}" if self.note else self.marker
+
+    def marked(self, text: Any) -> bool:
+        """True if ``text`` (a task body read back from the CRM) carries this task's marker."""
+        return bool(text) and re.search(rf"{re.escape(self.marker)}(?!\d)", str(text)) is not None
+
+
+@dataclass(slots=True)
+class TaskResult:
+    task_id: int
     ok: bool
     remote_id: str | None = None
     error: str | None = None  # the vendor's verbatim message when not ok
@@ -323,6 +383,10 @@ class Connector:
     hints: ClassVar[tuple[Hint, ...]] = ()
     #: "module:Class" of this connector's sandbox, served by ``leadhub sandbox NAME``
     sandbox: ClassVar[str | None] = None
+    #: the CRM can merge two records through its API, and :meth:`merge` does it
+    can_merge: ClassVar[bool] = False
+    #: the CRM has tasks (or activities) and :meth:`write_tasks` creates them
+    can_write_tasks: ClassVar[bool] = False
 
     def __init__(self, settings: ConnectorSettings, *, connection: str = "", meter: CallMeter | None = None,
                  policy: RetryPolicy | None = None):
@@ -350,6 +414,26 @@ class Connector:
     def list_owners(self) -> list[RemoteUser]:
         """The CRM's users that can own a lead (for owner mapping by email)."""
         return []
+
+    def merge(self, survivor_remote_id: str, loser_remote_id: str, object: str | None = None) -> None:
+        """Merge ``loser_remote_id`` into ``survivor_remote_id`` inside the CRM (``object``: the
+        remote object, default ``lead_object``). Only where ``can_merge`` is True; the merge then
+        shows on the next read as the loser deleted with ``merged_into`` set. The CRM decides
+        which values survive; the hub writes its own view back afterwards as usual."""
+        raise NotImplementedError(f"{self.name}: this connector cannot merge records in the CRM")
+
+    def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
+        """Create at most ``limits.batch_size`` tasks, each on its lead's record, owned by
+        ``owner_remote``; one result per op. Idempotent: an op pushed twice is one task in the CRM
+        (an upsert where the CRM has one, else a look for :attr:`TaskOp.marker` when
+        ``maybe_exists``). A refused task is ``TaskResult(ok=False, error=<the vendor's message>)``;
+        a batch refused whole raises, and :mod:`hub.tasks_push` splits it. Only where
+        ``can_write_tasks`` is True."""
+        raise NotImplementedError(f"{self.name}: this connector cannot create tasks in the CRM")
+
+    def remote_owner(self, email: str | None) -> str | None:
+        """The CRM user id for a team member's e-mail (the owner map used for leads); None if unknown."""
+        return self._owners[1].get(email.lower()) if email and self.owner_field else None
 
     def close(self) -> None:
         """Release clients and connections."""
@@ -420,8 +504,11 @@ class Connector:
                     oid = self._owners[1].get(value.lower()) if value else None
                     if value and oid is None:
                         # no CRM user has this e-mail: leave the CRM's owner alone rather than clear it
-                        log.warning("[%s] owner %s has no user in this CRM; owner not written",
-                                    self.connection, value)
+                        warned = self.__dict__.setdefault("_unknown_owners", set())
+                        if value not in warned:  # once per owner and connection, not once per record
+                            warned.add(value)
+                            log.warning("[%s] owner %s has no user in this CRM; owner not written",
+                                        self.connection, value)
                         continue
                     props[self.owner_field] = oid
             elif canon in self.fields:
@@ -435,13 +522,19 @@ class Connector:
         """The canonical fields this connection carries."""
         return (*self.fields, "status", *(("owner",) if self.owner_field else ()))
 
-    def mapped(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def mapped(self, fields: Mapping[str, Any], remote_id: str | None = None) -> dict[str, Any]:
         """What the remote will hold for ``fields`` after writing them: encode then decode.
 
         The hub remembers this as the remote's state, so a lossy mapping (an
         unknown owner, a rounded number) never looks like a change on the next pull.
+        ``remote_id`` is the record written (``None`` for a create), for connectors
+        whose records hold different fields in different states (a converted
+        Salesforce lead holds its deal's fields; an open one does not): override and
+        leave out what that record cannot hold.
         """
         wanted = [k for k in fields if k in self.mapped_fields]
+        if fields.get("status") and fields["status"] not in self.statuses.write:
+            wanted.remove("status")  # a status this CRM cannot hold (a delivery board's) is not written
         props = self.encode({k: fields[k] for k in wanted})
         if self.owner_field and self.owner_field not in props and "owner" in wanted:
             wanted.remove("owner")  # not written (no such user): the remote keeps what it had
@@ -456,7 +549,8 @@ class Connector:
                 fields, problems = self.decode(raw.props) if not raw.deleted else ({}, [])
                 hub_id = raw.props.get(self.hub_id_field) or None
                 records.append(RemoteRecord(self.lead_object, raw.remote_id, raw.modified, fields,
-                                            str(hub_id) if hub_id else None, raw.deleted, problems))
+                                            str(hub_id) if hub_id else None, raw.deleted, problems,
+                                            raw.merged_into if raw.deleted else None))
             yield Page(records, raw_page.cursor)
 
     def write(self, ops: Sequence[WriteOp]) -> list[WriteResult]:

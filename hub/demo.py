@@ -26,6 +26,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from hub.actions import RuleAction, Task
+from hub.demo_story import STORY_CONNECTIONS, tell_story
 from hub.model import Status
 from hub.plugins import registry
 from hub.process import default_process
@@ -46,6 +47,12 @@ DEMO_CONNECTIONS: dict[str, tuple[str, str, float]] = {
     "sales-emea": ("dynamics", "sales", 0.4),
     "sales-smb": ("pipedrive", "sales", 0.1),
     "partners": ("monday", "partner-sales", 0.1),
+    "delivery": ("monday_delivery", "delivery", 0.0),
+}
+#: handoffs: a lead in one of these canonical statuses is created in that connection (once)
+HANDOFFS: dict[str, list[str]] = {
+    "sales": ["MQL", "SAL", "SQL", "Opportunity", "Negotiation", "Closed Won"],
+    "delivery": ["Closed Won"],
 }
 
 
@@ -93,7 +100,14 @@ def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict
     for name, (connector, role, _) in _available().items():
         model = registry().connectors[connector].settings_model
         entry: dict[str, Any] = {"connector": connector, "role": role, "sync_every": "5m"}
-        for key, value in boxes[name].connector_settings(urls[name]).items():
+        if name in HANDOFFS:
+            entry["statuses"] = HANDOFFS[name]
+        if connector == "monday_delivery":
+            entry["direction"] = "write"
+        settings = boxes[name].connector_settings(urls[name])
+        if connector == "monday_delivery":
+            settings["board_id"] = str(boxes[name].delivery_board_id)
+        for key, value in settings.items():
             if _is_secret(model, key):
                 var = f"LEADHUB_DEMO_{name.upper().replace('-', '_')}_{key.upper()}"
                 env[var] = str(value)
@@ -102,6 +116,7 @@ def _config(folder: Path, boxes: dict[str, Any], urls: dict[str, str], env: dict
                 entry[key] = value
         connections[name] = entry
     body = {"database": f"sqlite:///{folder / 'leadhub.db'}", "process": str(_process(folder)),
+            "conflict_rules": {"*": "most_recent", "phone": "prefer sales"},
             "connections": connections}
     path = folder / "leadhub.yaml"
     path.write_text("# written by `leadhub demo`: every connection points at a loopback sandbox\n"
@@ -120,11 +135,17 @@ def run_demo(console: Console, *, n: int = 2000, seed: int = 7, keep: Path | Non
             urls, boxes = {}, {}
             for i, (name, (connector, _, share)) in enumerate(_available().items()):
                 box = sandbox_class(connector)()
-                box.seed(max(10, int(n * share)), seed=seed + i)
+                if share:
+                    box.seed(max(10, int(n * share)), seed=seed + i)
                 served = stack.enter_context(box.serve())
                 urls[name], boxes[name] = served.url, box
-                console.print(f"[dim]{connector} sandbox at {served.url}, {max(10, int(n * share))} leads "
-                              f"seeded[/dim]")
+                console.print(f"[dim]{connector} sandbox at {served.url}, {int(n * share) and max(10, int(n * share))}"
+                              " leads seeded[/dim]")
+            teams = [team(seed + i) for i in range(len(boxes))]
+            for box in boxes.values():  # one company, one sales team, a user in every CRM
+                add = getattr(box, "add_users", None) or getattr(box, "add_owners", None)
+                for members in teams if add else ():
+                    add(members)
             config = _config(folder, boxes, urls, env)
             os.environ.update(env)
             hub = stack.enter_context(Hub.from_file(config))
@@ -138,6 +159,8 @@ def run_demo(console: Console, *, n: int = 2000, seed: int = 7, keep: Path | Non
             with console.status("third sync: the rules' decisions go back to the CRMs"):
                 third = hub.sync()
             report["rules"] = _rules_report(console, hub, rules, third)
+            if all(name in boxes for name in STORY_CONNECTIONS):
+                report["story"] = tell_story(console, hub, boxes)
     finally:
         for var in env:
             os.environ.pop(var, None)
@@ -244,8 +267,10 @@ def _rules_report(console: Console, hub: Hub, outcome: Any, third: list[SyncOutc
         for lead_id, kind, reason in rows or [("-", "-", "none on this data")]:
             console.print(f"  {lead_id[:8]} {kind}: {reason}", highlight=False)
     written = {o.connection: o.pushed for o in third}
-    console.print(f"{tasks} tasks open for owners. Written back to the CRMs: "
+    in_crms = {o.connection: o.tasks_pushed for o in third if o.tasks_pushed}
+    console.print(f"{tasks} tasks open for owners; created as tasks in their CRMs: "
+                  + (", ".join(f"{k} {v}" for k, v in in_crms.items()) or "none") + ". Written back to the CRMs: "
                   + ", ".join(f"{k} {v}" for k, v in written.items()) + " records.")
     console.print("[dim]`leadhub explain <lead>` prints one lead's whole story.[/dim]")
-    return {"counts": outcome.counts, "applied": outcome.applied, "written_back": written,
+    return {"counts": outcome.counts, "applied": outcome.applied, "written_back": written, "tasks_in_crms": in_crms,
             "errors": outcome.errors[:5]}

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.config import HubConfig, load_config
+from hub.conflicts import Resolver
 from hub.errors import ConfigError, ConnectorError
 from hub.plugins import Registry, registry
 from hub.process import Process, default_process, load_process
 from hub.store import Store
-from hub.sync import Connection, Syncer, SyncOutcome
+from hub.sync import BackfillOutcome, Connection, PlannedWrite, Syncer, SyncOutcome
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from threading import Event
 
     from hub.engine import Engine, EngineOutcome
 
@@ -60,8 +62,8 @@ class Hub:
         if name not in self._connections:
             cc = self.config.connections[name]
             cls = self.plugins.connectors[cc.connector]
-            self._connections[name] = Connection(name, cls(cc.settings, connection=name), cc.role,
-                                                 cc.direction)
+            self._connections[name] = Connection(name, cls(cc.settings, connection=name), cc.role or "",
+                                                 cc.direction, cc.statuses)
         return self._connections[name]
 
     def connection_names(self, only: Iterable[str] | None = None) -> list[str]:
@@ -76,23 +78,45 @@ class Hub:
         return names
 
     def syncer(self) -> Syncer:
-        return Syncer(self.store, transitions=self.process.transitions, required=self.process.required,
-                      hook=self.plugins.pm.hook)
+        """A syncer over every configured connection's fields, with the config's conflict rules."""
+        conns, _ = self._live(None)
+        syncer = Syncer(self.store, transitions=self.process.transitions, required=self.process.required,
+                        hook=self.plugins.pm.hook, resolver=Resolver(self.config.conflict_rules),
+                        writable=[c.name for c in conns if c.writes])
+        syncer.learn(conns)  # every connection's fields, asked for lazily (some cost a call)
+        return syncer
 
-    def sync(self, only: Iterable[str] | None = None, *, push: bool = True,
-             progress: Callable[[str, str, int], None] | None = None) -> list[SyncOutcome]:
-        """One sync cycle for each (selected) connection; one failing CRM never stops the others."""
-        syncer = self.syncer()
-        outcomes = []
+    def _live(self, only: Iterable[str] | None) -> tuple[list[Connection], list[SyncOutcome]]:
+        conns, failed = [], []
         for name in self.connection_names(only):
             try:
-                conn = self.connection(name)
+                conns.append(self.connection(name))
             except ConnectorError as exc:
-                outcomes.append(SyncOutcome(name, error=str(exc)))
-                continue
-            cb = (lambda phase, n, _name=name: progress(_name, phase, n)) if progress else None
-            outcomes.append(syncer.run(conn, push=push and conn.writes, progress=cb))
-        return outcomes
+                failed.append(SyncOutcome(name, error=str(exc)))
+        return conns, failed
+
+    def sync(self, only: Iterable[str] | None = None, *, push: bool = True,
+             progress: Callable[[str, str, int], None] | None = None, stop: Event | None = None,
+             record: list[PlannedWrite] | None = None) -> list[SyncOutcome]:
+        """One cycle: pull every (selected) connection, then push; one failing CRM never stops the others.
+
+        ``stop``: set it to end the cycle after the current page or batch (committed).
+        ``record``: a list that receives every write the CRMs confirmed.
+        """
+        conns, failed = self._live(only)
+        outcomes = self.syncer().cycle(conns, push=push, progress=progress, stop=stop, record=record)
+        order = self.connection_names(only)
+        return sorted(outcomes + failed, key=lambda o: order.index(o.connection))
+
+    def plan(self, only: Iterable[str] | None = None) -> tuple[list[PlannedWrite], list[SyncOutcome]]:
+        """The dry run of :meth:`sync`: the writes it would make, each with its reason; nothing is kept."""
+        conns, failed = self._live(only)
+        plans, outcomes = self.syncer().plan(conns)
+        return plans, outcomes + failed
+
+    def backfill(self, fields: Iterable[str] | None = None, *, dry_run: bool = False) -> BackfillOutcome:
+        """Apply the current conflict rules to every lead held by several CRMs, and queue the writes."""
+        return self.syncer().backfill(fields, dry_run=dry_run)
 
     def rules_engine(self) -> Engine:
         """The rule engine over this hub's store, process and registered rules (configs validated)."""

@@ -21,6 +21,14 @@ opportunity won, lost or moved to Propose re-reads the leads qualified into it
 (``qualifyingopportunityid``), so the canonical status follows the deal (see :mod:`.maps`).
 The deal's ``estimatedvalue`` and ``estimatedclosedate`` stand in for the lead's when set.
 
+Merges: the Web API's unbound ``Merge`` action (``POST …/Merge`` with ``Target``, ``Subordinate``,
+``UpdateContent``, ``PerformParentingChecks``; learn.microsoft.com "Merge entity using Web API")
+deactivates the subordinate lead, sets its ``merged`` and its ``masterid`` to the target, so change
+tracking shows it as an update; a lead read with ``_masterid_value`` is reported deleted with
+``merged_into`` = that id. :meth:`DynamicsConnector.merge` calls the action. (Adding
+``_masterid_value`` to ``$select`` made an existing delta link's columns differ: the first sync
+after the upgrade reads a fresh snapshot, matched to the hub's links by id.)
+
 Writes: rows the hub knows go by ``UpdateMultiple`` (primary key), so a lead deleted in Dynamics
 is refused rather than recreated as an empty shell; creates go by ``UpsertMultiple`` on the
 ``leadhub_leadhubid`` alternate key, so a retried create never duplicates. The Web API answers
@@ -57,6 +65,7 @@ from hub.http import Answer, GuardedTransport, Rate
 
 from .auth import EntraAuth
 from .maps import DEAL, DEAL_FIELDS, FIELD_MAP, HUB_ID_COLUMN, STATUS_MAP, VALUE_MAPS
+from .tasks import DynamicsTasks
 
 __all__ = ["DynamicsConnector", "DynamicsSettings", "burst_hint", "hub_register_connectors"]
 
@@ -67,6 +76,7 @@ EXPIRED = "0x80044352"  # ExpiredVersionStamp: the delta token is older than Exp
 DEAL_SELECT = ("statecode", "statuscode", "salesstage", "estimatedvalue", "estimatedclosedate", "modifiedon")
 _IDS_PER_QUERY = 200  # GUIDs per In() filter: ~9 KB of URL, well under the Web API's 32 KB
 _CODES = ("statecode", "statuscode", "salesstage")
+MASTER = "_masterid_value"  # on a lead merged into another: that lead (masterid)
 MAX_PAGE = 5000  # Dataverse's default and largest page
 
 
@@ -122,7 +132,7 @@ def _kind(request: httpx.Request) -> str:
     return f"{request.method} {tail.split('(')[0].rsplit('Microsoft.Dynamics.CRM.', 1)[-1]}"
 
 
-class DynamicsConnector(Connector):
+class DynamicsConnector(DynamicsTasks, Connector):
     name = "dynamics"
     title = "Dynamics 365 Sales"
     settings_model = DynamicsSettings
@@ -135,6 +145,7 @@ class DynamicsConnector(Connector):
     limits = Limits(page_size=MAX_PAGE, batch_size=100, rate=Rate(6000, 300))
     hints = (burst_hint,)
     sandbox = "connectors.dynamics.sandbox:DynamicsSandbox"
+    can_merge = True
 
     settings: DynamicsSettings
 
@@ -194,7 +205,7 @@ class DynamicsConnector(Connector):
     def lead_select(self) -> list[str]:
         status = [f for f in self.statuses.fields if "/" not in f]
         return sorted({*self.fields.values(), *status, self.owner_field, self.hub_id_field, "modifiedon",
-                       "_qualifyingopportunityid_value"})
+                       "_qualifyingopportunityid_value", MASTER})
 
     def read_pages(self, cursor: dict[str, Any] | None) -> Iterator[RawPage]:
         state = dict(cursor or {})
@@ -269,7 +280,8 @@ class DynamicsConnector(Connector):
                 if canon in self.fields and deal.get(column) is not None:
                     props[self.fields[canon]] = deal[column]
             modified = max(modified, _when(deal.get("modifiedon")))
-        return RawRecord(str(row["leadid"]), modified, props)
+        master = row.get(MASTER) or None  # the subordinate of a merge: deactivated, pointing at the master
+        return RawRecord(str(row["leadid"]), modified, props, master is not None, master)
 
     # -- writes --------------------------------------------------------------------------
     def _target(self, w: RemoteWrite) -> dict[str, Any]:
@@ -307,6 +319,17 @@ class DynamicsConnector(Connector):
                         WriteResult(w.hub_id, False, None, "written, but no lead has this LeadHub ID "
                                     "afterwards", retryable=True) for w in creates]
         return results
+
+    def merge(self, survivor_remote_id: str, loser_remote_id: str, object: str | None = None) -> None:
+        """Merge lead ``loser_remote_id`` into ``survivor_remote_id`` with the Web API's unbound
+        ``Merge`` action (204, no body); Dataverse fills the survivor's empty columns from the loser
+        and deactivates the loser with ``masterid``, which the next delta reports."""
+        if object not in (None, self.lead_object):
+            raise ValueError(f"{self.connection}: Dynamics merges are made here for leads, not {object!r}")
+        lead = "Microsoft.Dynamics.CRM.lead"
+        self._send("POST", "Merge", json={"Target": {"@odata.type": lead, "leadid": survivor_remote_id},
+                                          "Subordinate": {"@odata.type": lead, "leadid": loser_remote_id},
+                                          "UpdateContent": {"@odata.type": lead}, "PerformParentingChecks": False})
 
     def list_owners(self) -> list[RemoteUser]:
         users: list[RemoteUser] = []

@@ -19,6 +19,16 @@ few records changed. ``read_deletions=False`` turns the listing off. The first
 run (no ``archived`` cursor yet) reports every archived contact; those the hub
 never linked are ignored by the sync engine.
 
+Merges: HubSpot merges two contacts into a new contact with a new id, and both old ids then read
+as the merged one (developer changelog "Updated merge functionality for contacts and companies";
+before it, the primary kept its id). The old records are neither in search nor in the archived
+list, so the search asks for the read-only ``hs_merged_object_ids`` (the ``;``-separated ids merged
+into a contact) and each id listed on a contact it reads, other than its own, is reported just
+before it as ``RawRecord(deleted=True, merged_into=<that contact>)``: every later read of the
+survivor repeats them, which changes nothing in the hub. :meth:`HubSpotConnector.merge` asks
+HubSpot to merge (``POST /crm/v3/objects/contacts/merge`` with ``primaryObjectId`` and
+``objectIdToMerge``; ``basic_api.merge`` in hubspot-api-client 12); the primary's values win.
+
 The client is pointed at any base URL by its ``host`` setting, so the same code
 reaches api.hubapi.com, the sandbox, or a proxy. Responses are read raw
 (``_preload_content=False``) and parsed once, which is cheaper than the client's
@@ -51,11 +61,13 @@ from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate
 
 from .maps import FIELD_MAP, STATUS_MAP, VALUE_MAPS
+from .tasks import HubSpotTasks
 
 __all__ = ["HubSpotSettings", "HubSpotConnector", "hub_register_connectors"]
 
 SEARCH_CAP = 10_000
 LIST_LIMIT = 100  # the most a basic-API page (e.g. archived contacts) returns
+MERGED_IDS = "hs_merged_object_ids"  # read-only: the ids merged into a contact, ";"-separated
 
 
 class HubSpotSettings(ConnectorSettings):
@@ -67,9 +79,9 @@ class HubSpotSettings(ConnectorSettings):
 
 
 def _answer(result: Any) -> Answer:
-    from hubspot.crm.contacts import ApiException
-
-    if isinstance(result, ApiException):
+    # each API package of the client (contacts, owners, tasks…) has its own ApiException, with 401/403/404/5xx
+    # subclasses: an owners 401 is an owners UnauthorizedException, not a contacts ApiException
+    if "ApiException" in {c.__name__ for c in type(result).__mro__}:
         if result.status == 0:
             return Answer(None, {}, None, result)
         return Answer(result.status, dict(result.headers or {}), result.body)
@@ -88,7 +100,7 @@ def remaining_hint(answer: Answer) -> float | None:
     return None
 
 
-class HubSpotConnector(Connector):
+class HubSpotConnector(HubSpotTasks, Connector):
     name = "hubspot"
     title = "HubSpot"
     settings_model = HubSpotSettings
@@ -102,6 +114,7 @@ class HubSpotConnector(Connector):
                     daily=250_000)
     hints = (remaining_hint,)
     sandbox = "connectors.hubspot.sandbox:HubSpotSandbox"
+    can_merge = True
 
     settings: HubSpotSettings
 
@@ -124,7 +137,7 @@ class HubSpotConnector(Connector):
     @property
     def properties(self) -> list[str]:
         return sorted({*self.fields.values(), *self.statuses.fields, self.owner_field, self.hub_id_field,
-                       "lastmodifieddate"})
+                       "lastmodifieddate", MERGED_IDS})
 
     def read_pages(self, cursor: dict[str, Any] | None) -> Iterator[RawPage]:
         from hubspot.crm.contacts import Filter, FilterGroup, PublicObjectSearchRequest
@@ -152,6 +165,8 @@ class HubSpotConnector(Connector):
                     continue
                 tc.advance(item["id"], ms)
                 modified = datetime.fromtimestamp(ms / 1000, timezone.utc)
+                records += [RawRecord(old, modified, {}, deleted=True, merged_into=item["id"])
+                            for old in _merged_ids(props) if old != item["id"]]
                 records.append(RawRecord(item["id"], modified, props, bool(item.get("archived"))))
             nxt = (data.get("paging") or {}).get("next", {}).get("after")
             yield RawPage(records, {**cursor_rest, **tc.to_dict()})
@@ -240,6 +255,17 @@ class HubSpotConnector(Connector):
                                                  retryable=True))
         return list(out.values())
 
+    def merge(self, survivor_remote_id: str, loser_remote_id: str, object: str | None = None) -> None:
+        """Merge contact ``loser_remote_id`` into ``survivor_remote_id`` (the primary, whose values
+        win). HubSpot answers with the merged contact, which may have a new id; the next read reports
+        both old ids that are gone as merged into it."""
+        from hubspot.crm.contacts import PublicMergeInput
+
+        if object not in (None, self.lead_object):
+            raise ValueError(f"{self.connection}: HubSpot merges are made here for contacts, not {object!r}")
+        self._call("merge", self.client.crm.contacts.basic_api.merge,
+                   PublicMergeInput(primary_object_id=survivor_remote_id, object_id_to_merge=loser_remote_id))
+
     def list_owners(self) -> list[RemoteUser]:
         users, after = [], None
         while True:
@@ -255,6 +281,8 @@ class HubSpotConnector(Connector):
     def encode_value(self, name: str, value: Any) -> Any:
         if value is None:
             return ""
+        if name == "email":  # HubSpot stores emails lower-cased: remember what it will hold, not an echo
+            return str(value).strip().lower()
         if hasattr(value, "isoformat"):
             return value.isoformat()
         if isinstance(value, float) and value.is_integer():
@@ -263,6 +291,11 @@ class HubSpotConnector(Connector):
 
     def close(self) -> None:
         pass
+
+
+def _merged_ids(props: dict[str, Any]) -> list[str]:
+    """The ids listed in a contact's ``hs_merged_object_ids`` (``"12;34"``)."""
+    return [i.strip() for i in str(props.get(MERGED_IDS) or "").split(";") if i.strip()]
 
 
 def _strings(props: dict[str, Any]) -> dict[str, str]:

@@ -9,7 +9,16 @@ Reads: ``items_page`` sorted by ``__last_updated__`` and filtered ``>=`` the cur
 monday's own Python SDK sends), then ``next_items_page`` (500 per page), with an
 inclusive cursor, a seen-set of item versions (``updated_at`` has whole seconds) and a
 guard against items edited mid-pull (:mod:`.paging`).
-Deleted or archived items drop out of ``items_page`` and are not reported.
+Deleted or archived items drop out of ``items_page`` and are not reported. monday has no merge
+(its item mutations create, duplicate, move, archive, delete and change column values; the API
+reference's Items page lists none that merges), so ``can_merge`` is False and no read carries
+``merged_into``.
+
+Tasks: none (``can_write_tasks`` is False). monday has no task object: an item's update
+(``create_update``) is a comment, with no owner, due date or done state, and a subitem would need
+People and Date columns on the board's subitems board, discovered and mapped per install like the
+lead board's. A hub task for a lead that lives only on monday stays open in the hub and is
+reported as unlinked by :func:`hub.tasks_push.push_tasks`.
 
 Writes: one request per batch of up to 50 aliased ``change_multiple_column_values``
 mutations, and one of aliased ``create_item`` mutations for new leads. monday has no

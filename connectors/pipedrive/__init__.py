@@ -30,6 +30,10 @@ converted the lead to a deal, the deal's status and stage; its remote id is the 
   ``rate`` for another plan), 10 searches per 2 s, ``x-ratelimit-*`` headers read after every answer,
   and the daily token budget tracked per operation's ``x-token-cost``: a call that would dig into
   ``token_reserve`` stops the run with a ``RateLimitError`` naming the budget.
+* **No merges**: Pipedrive merges persons, organizations and deals (``PUT /v1/persons/{id}/merge``
+  with ``merge_with_id``; ``mergePersons``, ``mergeOrganizations``, ``mergeDeals`` in the v1 spec) but
+  has no merge for leads, the records the hub links, so ``can_merge`` is False and no read carries
+  ``merged_into`` (a merge of two persons is not a merge of their leads, and is not reported as one).
 
 ``base_url`` is ``https://api.pipedrive.com`` (v1 under ``/v1``, v2 under ``/api/v2``) or a company
 domain (``https://acme.pipedrive.com`` with ``v1_prefix: /api/v1``), the sandbox, or a proxy.
@@ -54,6 +58,7 @@ from .api import NamedBudget, PipedriveApi
 from .budget import DailyAwarePolicy, DailyTokens, remaining_hint
 from .maps import FIELD_MAP, HUB_ID_KEY, LOST_REASON_KEY, PERSON_HUB_ID_KEY, STATUS_MAP, VALUE_MAPS
 from .reading import Reader
+from .tasks import PipedriveTasks
 from .writing import Writer
 
 __all__ = ["PipedriveConnector", "PipedriveSettings", "hub_register_connectors"]
@@ -74,7 +79,7 @@ class PipedriveSettings(ConnectorSettings):
     concurrency: int = Field(8, ge=1, le=40)  # single-record writes in flight at once
 
 
-class PipedriveConnector(Connector):
+class PipedriveConnector(PipedriveTasks, Connector):
     name = "pipedrive"
     title = "Pipedrive"
     settings_model = PipedriveSettings
@@ -89,6 +94,7 @@ class PipedriveConnector(Connector):
                     daily=30_000 * 2, batch_endpoint=False)
     hints = (remaining_hint,)
     sandbox = "connectors.pipedrive.sandbox:PipedriveSandbox"
+    can_merge = False  # Pipedrive cannot merge leads (only persons, organizations, deals): see the module
 
     settings: PipedriveSettings
 

@@ -1,12 +1,12 @@
 """Salesforce: the Lead object, and the Opportunity a converted lead becomes, through ``simple-salesforce``.
 
-Reads: SOQL on ``SystemModstamp`` through ``queryAll`` (so deleted leads arrive
-as deletions), ascending with ``Id`` breaking ties, ``>=`` the cursor with a
-seen-set (:class:`hub.connector.TimestampCursor`), paged by ``nextRecordsUrl`` in
-batches of 2000. A converted lead's own stamp stops moving, so a second stream
-reads converted leads whose Opportunity changed (``ConvertedOpportunity.SystemModstamp``):
-their canonical status follows the deal — Closed Won/Lost by ``IsWon``, open
-stages through ``stage_map`` — and so do value, probability and close date.
+Reads: SOQL on ``SystemModstamp`` through ``queryAll`` (so deleted leads arrive as deletions; one that lost a
+merge carries ``MasterRecordId``, the winner, reported as ``merged_into``: Apex Developer Guide, "Triggers and
+Merge Statements"; REST cannot merge, only SOAP ``merge()`` and Apex: ``can_merge`` is False), ascending
+with ``Id`` breaking ties, ``>=`` the cursor with a seen-set (:class:`hub.connector.TimestampCursor`), paged by
+``nextRecordsUrl`` in batches of 2000. A converted lead's own stamp stops moving, so a second stream reads
+converted leads whose Opportunity changed (``ConvertedOpportunity.SystemModstamp``): their canonical status
+follows the deal (Closed Won/Lost by ``IsWon``, open stages via ``stage_map``), as do value, probability, close date.
 
 Writes: sObject Collections, 200 records a call, ``allOrNone: false``. New leads
 are upserted on the external id ``LeadHub_Id__c`` (the hub's lead id), so a
@@ -60,6 +60,7 @@ from hub.hookspecs import hookimpl
 from hub.http_requests import guarded_session
 
 from .maps import DEAL, DEAL_FIELDS, DEAL_STAGES, FIELD_MAP, PERCENT_FIELDS, STAGE_MAP, STATUS_MAP, VALUE_MAPS
+from .tasks import SalesforceTasks
 from .wire import RETRYABLE, DailyBudget, error_codes, meter_kind, salesforce_error, soql_datetime, stamp_ms, version_of
 
 if TYPE_CHECKING:  # simple-salesforce (and zeep under it) loads in ~0.7 s: only when a connection is used
@@ -100,7 +101,7 @@ class SalesforceSettings(ConnectorSettings):
         return self
 
 
-class SalesforceConnector(Connector):
+class SalesforceConnector(SalesforceTasks, Connector):
     name = "salesforce"
     title = "Salesforce"
     settings_model = SalesforceSettings
@@ -203,9 +204,9 @@ class SalesforceConnector(Connector):
     # -- reads -----------------------------------------------------------------------------
     @cached_property
     def _select(self) -> str:
-        names = ["Id", "IsDeleted", "IsConverted", "ConvertedOpportunityId", "SystemModstamp", *self.fields.values(),
-                 *self.statuses.fields, self.owner_field, self.hub_id_field, f"{DEAL}.StageName",
-                 f"{DEAL}.IsClosed", f"{DEAL}.IsWon", f"{DEAL}.SystemModstamp",
+        names = ["Id", "IsDeleted", "MasterRecordId", "IsConverted", "ConvertedOpportunityId", "SystemModstamp",
+                 *self.fields.values(), *self.statuses.fields, self.owner_field, self.hub_id_field,
+                 f"{DEAL}.StageName", f"{DEAL}.IsClosed", f"{DEAL}.IsWon", f"{DEAL}.SystemModstamp",
                  *(f"{DEAL}.{f}" for f in DEAL_FIELDS.values())]
         unique: dict[str, str] = {}
         for n in names:  # SOQL refuses a field selected twice, in any case
@@ -219,7 +220,7 @@ class SalesforceConnector(Connector):
         if props.get("IsConverted"):
             self._converted[props["Id"]] = props.get("ConvertedOpportunityId")
         modified = datetime.fromtimestamp(stamp_ms(props["SystemModstamp"]) / 1000, UTC)
-        return RawRecord(props["Id"], modified, props, bool(props.get("IsDeleted")))
+        return RawRecord(props["Id"], modified, props, bool(props.get("IsDeleted")), props.get("MasterRecordId"))
 
     def read_pages(self, cursor: dict[str, Any] | None) -> Iterator[RawPage]:
         cursor = cursor or {}
@@ -277,6 +278,15 @@ class SalesforceConnector(Connector):
         if self.owner_field in props and props[self.owner_field] is None:  # Salesforce has no ownerless lead
             props[self.owner_field] = self._unassigned_id
         return props
+
+    def mapped(self, fields: Mapping[str, Any], remote_id: str | None = None) -> dict[str, Any]:
+        """An open lead cannot hold its deal's fields (value, probability, close date): only a converted one."""
+        held = super().mapped(fields, remote_id)
+        if remote_id is None or remote_id not in self._converted:
+            for canon, remote in self.fields.items():
+                if remote.startswith(f"{DEAL}."):
+                    held.pop(canon, None)
+        return held
 
     def decode(self, props: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         owner = str(props.get(self.owner_field) or "")

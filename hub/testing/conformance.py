@@ -17,7 +17,8 @@ real SQLite store. The checks:
 * read — credentials are sent and kept secret, a bad one is an ``AuthError`` naming the connection;
   pagination ends and yields every record once; the incremental cursor loses and repeats nothing when
   many records share one modified time, across an interrupted pull (and, for CRMs stamping whole
-  seconds, an edit in the cursor's own second is not lost); deletions are seen;
+  seconds, an edit in the cursor's own second is not lost); deletions are seen; merges read as the
+  loser deleted ``merged_into`` the survivor (:mod:`hub.testing.merge_check`, where they apply);
 * write — a create through the outbox reads back equal and carries the hub id; updates round-trip both
   ways; the hub's own writes are never pulled back as changes; a retried create does not duplicate;
 * status — every canonical status maps to a remote value and back; every remote value maps to one;
@@ -47,6 +48,7 @@ from hub.connector import Connector, WriteOp
 from hub.errors import AuthError
 from hub.model import Status
 from hub.testing.kit import CONNECTION, CallReport, Kit, expect, on_sandbox_clock
+from hub.testing.merge_check import MergeChecks
 
 __all__ = ["ConformanceSuite", "REPORTS", "CallReport", "Kit", "expect", "on_sandbox_clock"]
 
@@ -58,7 +60,7 @@ class _Interrupted(Exception):
     """Raised from a progress callback to stop a pull after its first page."""
 
 
-class ConformanceSuite:
+class ConformanceSuite(MergeChecks):
     """Subclass with ``connector`` and ``sandbox``; every ``test_*`` here then runs against them.
 
     Knobs (class attributes): ``sandbox_kwargs`` (extra constructor arguments), ``supports_delete``

@@ -136,7 +136,10 @@ def test_creates_are_idempotent_by_hub_id_even_after_a_crash_before_commit(store
     from hub.connector import WriteOp
 
     conn.connector.write([WriteOp(lead.id, lead.model_dump(), None)])
-    out = Syncer(store).run(make_conn(box))
+    from hub.sync import SyncOutcome
+
+    out = SyncOutcome("marketing")
+    Syncer(store).push(make_conn(box), out)  # pushed again without a pull first: an upsert by hub id
     assert out.pushed == 1 and out.error is None
     matching = [c for c in box.contacts.values() if c.get("leadhub_id") == lead.id]
     assert len(matching) == 1
@@ -144,6 +147,18 @@ def test_creates_are_idempotent_by_hub_id_even_after_a_crash_before_commit(store
     # and the hub's own write does not come back as a change
     again = Syncer(store).run(make_conn(box))
     assert (again.updated, again.created, again.pushed) == (0, 0, 0)
+
+
+def test_a_create_the_crm_already_took_is_matched_by_the_pull_and_not_sent_again(store, box):
+    lead = Lead(first_name="Ada", last_name="Lovelace", email="ada@engine.example", status="SAL")
+    _queue(store, lead, {})
+    from hub.connector import WriteOp
+
+    make_conn(box).connector.write([WriteOp(lead.id, lead.model_dump(), None)])  # then the hub died
+    out = Syncer(store).run(make_conn(box))  # the cycle pulls first: the record comes back with its hub id
+    assert (out.matched, out.created, out.pushed, out.skipped) == (1, 0, 0, 1)
+    assert [c for c in box.contacts.values() if c.get("leadhub_id") == lead.id].__len__() == 1
+    assert store.count(Link) == 1
 
 
 def test_a_rejected_record_is_kept_with_the_vendor_message_and_the_rest_is_written(store, box):

@@ -11,12 +11,13 @@ What it emulates (details in :mod:`.webapi`, :mod:`.entra`, :mod:`.tables`):
 
 * Entra: OpenID discovery and the v2.0 token endpoint for one tenant/app (client credentials,
   ``AADSTS`` errors); bearer tokens that expire on the sandbox clock (``token_ttl``).
-* Dataverse: ``leads``, ``opportunities`` and ``systemusers`` with ``$select``, a little
+* Dataverse: ``leads``, ``opportunities``, ``tasks`` and ``systemusers`` with ``$select``, a little
   ``$filter``, ``odata.maxpagesize`` paging (max 5,000) through ``@odata.nextLink``, change
   tracking (``Prefer: odata.track-changes``, delta links, ``$deletedEntity``, tokens expiring
   after ``expire_days``: 410), ``UpsertMultiple`` on the ``leadhub_leadhubid`` alternate key
-  (all or nothing, 204), validation with Dataverse's error codes and messages, ``modifiedon``
-  at second precision.
+  (all or nothing, 204) and on tasks by ``activityid`` (``regardingobjectid_lead_task@odata.bind``),
+  validation with Dataverse's error codes and messages, ``modifiedon`` at second precision.
+* The ``Merge`` action for leads (:mod:`.merge`): the subordinate deactivated with ``masterid``.
 * Service protection: ``rate`` requests per user per ``window`` seconds (sliding), answered
   with 429, ``Retry-After`` and ``0x80072322``; every answer carries
   ``x-ms-ratelimit-burst-remaining-xrm-requests``. A bad or expired token gets 401 with
@@ -45,6 +46,7 @@ from hub.testing.sandbox import Call, Fault, Faults, Sandbox
 from hub.testing.tls import loopback_tls
 
 from .entra import Entra
+from .merge import Merging
 from .schema import HUB_ID, make_tables
 from .tables import Table, Versions
 from .webapi import WebApi
@@ -89,7 +91,7 @@ class _DataverseFaults(Faults):
         return None
 
 
-class DynamicsSandbox(Entra, WebApi, Sandbox):
+class DynamicsSandbox(Entra, WebApi, Merging, Sandbox):
     """Dynamics 365 Sales and its Entra tenant. See the module docstring."""
 
     tls = True
@@ -115,7 +117,7 @@ class DynamicsSandbox(Entra, WebApi, Sandbox):
 
     # -- plumbing ------------------------------------------------------------------------
     def routes(self) -> list[tuple[str, str, Any]]:
-        return [*self.entra_routes(), *self.webapi_routes()]
+        return [*self.entra_routes(), *self.merge_routes(), *self.webapi_routes()]
 
     def error(self, status: int, message: str, code: str | None = None, **extra: Any) -> Response:
         return self.json({"error": {"code": code or _CODES.get(status, "0x0"), "message": message}}, status,
@@ -167,7 +169,7 @@ class DynamicsSandbox(Entra, WebApi, Sandbox):
         row = table.write(rid, clean, now)
         if "fullname" in table.columns:
             row["fullname"] = " ".join(p for p in (row.get("firstname"), row.get("lastname")) if p) or None
-        if table.entity_set == "leads" and row.get("_ownerid_value") is None:
+        if table.entity_set in ("leads", "tasks") and row.get("_ownerid_value") is None:
             row["_ownerid_value"] = self.app_user_id
         return row
 

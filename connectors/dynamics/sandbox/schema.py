@@ -1,14 +1,15 @@
-"""The three tables the sandbox serves, with Dataverse's logical names, types and lengths.
+"""The four tables the sandbox serves, with Dataverse's logical names, types and lengths.
 
 ``lead`` and ``opportunity`` are stock Dynamics 365 Sales tables (change tracking on), plus the
 LeadHub solution's ``leadhub_leadhubid`` column and alternate key on ``lead`` and its lead status
-reasons (see :mod:`connectors.dynamics.maps`); ``systemuser`` holds the team and the
+reasons (see :mod:`connectors.dynamics.maps`); ``task`` is the stock activity (regarding a lead,
+stock states and status reasons); ``systemuser`` holds the team and the
 application user the connector signs in as.
 """
 
 from __future__ import annotations
 
-from .tables import LEAD_STATES, OPPORTUNITY_STATES, Column, Table, Versions
+from .tables import LEAD_STATES, OPPORTUNITY_STATES, TASK_STATES, Column, Table, Versions
 
 __all__ = ["HUB_ID", "LEAD_SOURCES", "SALES_STAGES", "make_tables"]
 
@@ -49,6 +50,8 @@ def make_tables(versions: Versions) -> dict[str, Table]:
         Column("statecode", "state"), Column("statuscode", "status"),
         _s(HUB_ID, 100, "LeadHub ID"),
         Column("_qualifyingopportunityid_value", "lookup", writable=False, target="opportunities"),
+        # set by the Merge action on the subordinate lead: the master lead, and merged = true
+        Column("_masterid_value", "lookup", writable=False, target="leads"), _ro("merged", "bool"),
     ]
     opportunity = [
         *_common("opportunityid"),
@@ -58,6 +61,13 @@ def make_tables(versions: Versions) -> dict[str, Table]:
         Column("estimatedvalue", "money"), Column("estimatedclosedate", "date"),
         Column("closeprobability", "int"), Column("actualvalue", "money"), Column("actualclosedate", "date"),
         Column("_originatingleadid_value", "lookup", writable=False, target="leads"),
+    ]
+    task = [
+        *_common("activityid"),
+        _s("subject", 200), _s("description", 2000), Column("scheduledend", "datetime"),
+        Column("prioritycode", "picklist", options=frozenset({0, 1, 2})),
+        Column("statecode", "state"), Column("statuscode", "status"),
+        Column("_regardingobjectid_value", "lookup", target="leads"),  # set by @odata.bind only
     ]
     systemuser = [
         _ro("systemuserid", "guid"), _ro("createdon"), _ro("modifiedon"), _ro("versionnumber", "int"),
@@ -69,6 +79,7 @@ def make_tables(versions: Versions) -> dict[str, Table]:
                        (HUB_ID,)),
         "opportunities": Table("opportunity", "opportunities", "opportunityid",
                                {c.name: c for c in opportunity}, versions, OPPORTUNITY_STATES),
+        "tasks": Table("task", "tasks", "activityid", {c.name: c for c in task}, versions, TASK_STATES),
         "systemusers": Table("systemuser", "systemusers", "systemuserid", {c.name: c for c in systemuser},
                              versions),
     }

@@ -22,7 +22,8 @@ from typing import Any
 
 from hub.testing.sandbox import Reject
 
-__all__ = ["LEAD_STATES", "OPPORTUNITY_STATES", "Column", "DataverseError", "Table", "Versions", "stamp"]
+__all__ = ["LEAD_STATES", "OPPORTUNITY_STATES", "TASK_STATES", "Column", "DataverseError", "Table", "Versions",
+           "stamp"]
 
 
 class DataverseError(Reject):
@@ -70,6 +71,11 @@ OPPORTUNITY_STATES: dict[int, tuple[str, dict[int, str], int]] = {
     0: ("Open", {1: "In Progress", 2: "On Hold"}, 1),
     1: ("Won", {3: "Won"}, 3),
     2: ("Lost", {4: "Canceled", 5: "Out-Sold"}, 4),
+}
+TASK_STATES: dict[int, tuple[str, dict[int, str], int]] = {
+    0: ("Open", {2: "Not Started", 3: "In Progress", 4: "Waiting on someone else", 7: "Deferred"}, 2),
+    1: ("Completed", {5: "Completed"}, 5),
+    2: ("Canceled", {6: "Canceled"}, 6),
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONEY = 922_337_203_685_477
@@ -179,6 +185,14 @@ class Table:
             if col.kind == "money" and abs(value) > _MONEY:
                 raise self._range(value, col.name)
             return float(value)
+        if col.kind == "datetime":
+            try:
+                if not isinstance(value, str):
+                    raise ValueError(value)
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise _literal(value, "Edm.DateTimeOffset") from None
+            return value
         if col.kind == "date":
             try:
                 if not isinstance(value, str) or not _DATE.match(value):

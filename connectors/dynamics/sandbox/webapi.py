@@ -285,7 +285,7 @@ class WebApi:
     def _action(self, call: Call) -> Response:
         table = self._entity_set(call, call.params["segment"])
         action = call.params["action"].removeprefix("Microsoft.Dynamics.CRM.")
-        if action not in ("UpsertMultiple", "UpdateMultiple") or table.entity_set != "leads":
+        if action not in ("UpsertMultiple", "UpdateMultiple") or table.entity_set not in ("leads", "tasks"):
             raise DataverseError(404, "0x80060888",
                                  f"Resource not found for the segment '{call.params['action']}'.")
         body = call.json()
@@ -336,12 +336,15 @@ class WebApi:
         return rid, table.check(values, row, rid or "(new)")
 
     def _bind(self, table: Table, prop: str, ref: Any) -> dict[str, Any]:
-        if prop != "ownerid":
+        """``ownerid`` (a systemuser), and a task's ``regardingobjectid_lead_task`` (a lead)."""
+        column, target = {"ownerid": ("_ownerid_value", "systemusers"),
+                          "regardingobjectid_lead_task": ("_regardingobjectid_value", "leads")}.get(prop, ("", ""))
+        if not column or (target == "leads" and table.entity_set != "tasks"):
             raise DataverseError(400, "0x80060888", f"Could not find a property named '{prop}' on type "
                                                     f"'Microsoft.Dynamics.CRM.{table.logical}'.")
         m = _KEY.match(str(ref or "").strip("/"))
-        users = self.tables["systemusers"]
-        if not m or m.group(1) != "systemusers" or users.find(m.group(2)) is None:
+        found = self.tables[target]
+        if not m or m.group(1) != target or found.find(m.group(2)) is None:
             missing = m.group(2) if m else ref
-            raise DataverseError(400, "0x80040217", f"systemuser With Id = {missing} Does Not Exist")
-        return {"_ownerid_value": m.group(2).lower()}
+            raise DataverseError(400, "0x80040217", f"{found.logical} With Id = {missing} Does Not Exist")
+        return {column: m.group(2).lower()}

@@ -13,7 +13,8 @@ Properties v3). What it emulates: search (filter groups, operators, one sort,
 200 per page, the 10,000-result cap, indexing ``lag``), list/get/create/update/
 archive, the five batch calls (100 inputs, partial failure as 207 with errors
 that name the failing input in ``context``), unique ``email`` (case-insensitive,
-stored lowercase) and unique ``leadhub_id`` (409 CONFLICT), property validation
+stored lowercase) and unique ``leadhub_id`` (409 CONFLICT), merges (a new merged
+contact listing the old ids in ``hs_merged_object_ids``: :mod:`.merge`), property validation
 (unknown property, email shape, enumeration options, numbers, dates), bearer
 auth (401), the 10-second rolling limit and daily budget with HubSpot's
 ``X-HubSpot-RateLimit-*`` headers, and the search limit of ``search_rate``/s
@@ -26,7 +27,7 @@ Contact properties defined here (``GET /crm/v3/properties/contacts``):
 * HubSpot's own: ``email firstname lastname phone mobilephone company website
   jobtitle country city industry hs_analytics_source lifecyclestage
   hs_lead_status hubspot_owner_id`` and the read-only ``hs_object_id
-  createdate lastmodifieddate`` (writes to those are ignored).
+  createdate lastmodifieddate hs_merged_object_ids`` (writes to those are ignored).
 * Sandbox custom properties (a real portal would need them created):
   ``leadhub_id`` (unique), ``company_size``, ``amount`` and
   ``hs_deal_probability`` (numbers), ``closedate`` (date, ``YYYY-MM-DD``),
@@ -53,10 +54,12 @@ from hub.testing import fakedata
 from hub.testing.sandbox import Sandbox
 
 from .kit import _Kit
+from .merge import _Merge
 from .model import DEFAULT_PROPERTIES, SOURCE_MAP, STATUS_MAP, _Contact, _Failure, _iso, _number
 from .routes import _Routes
 from .search import _Search
 from .state import _State
+from .tasks import _Tasks
 from .validation import _EMAIL, _Validation
 
 __all__ = ["HubSpotSandbox", "STATUS_MAP", "SOURCE_MAP", "DEFAULT_PROPERTIES"]
@@ -81,7 +84,7 @@ class _ContactsView(Mapping[str, dict[str, str]]):
         return len(self._sb._active)
 
 
-class HubSpotSandbox(_Routes, _Search, _State, _Validation, _Kit, Sandbox):
+class HubSpotSandbox(_Tasks, _Routes, _Search, _State, _Validation, _Kit, _Merge, Sandbox):
     """HubSpot CRM v3 (contacts, owners, contact properties) as a stateful fake. See the module docstring.
 
     ``rate``: requests per rolling 10 s (``None``: unlimited; 190 is the other

@@ -26,7 +26,7 @@ SOURCE_MAP = {"paid": "PAID_SEARCH", "organic": "ORGANIC_SEARCH", "referral": "R
               "outbound": "OFFLINE", "social": "SOCIAL_MEDIA", "email": "EMAIL_MARKETING"}
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
 _ALWAYS = ("createdate", "hs_object_id", "lastmodifieddate")
-_READ_ONLY = frozenset(_ALWAYS)
+_READ_ONLY = frozenset({*_ALWAYS, "hs_merged_object_ids"})  # written only by a merge
 _HIGH = sys.maxsize
 
 
@@ -59,11 +59,15 @@ def _number(value: str) -> str:
 
 
 class _Contact:
-    __slots__ = ("id", "props", "created", "updated", "archived_at")
+    """One contact. ``merged_into``: the id of the contact a merge folded this one into (it is then
+    gone from search and lists, and reading its id answers with that contact)."""
+
+    __slots__ = ("id", "props", "created", "updated", "archived_at", "merged_into")
 
     def __init__(self, id: int, props: dict[str, str], created: int, updated: int):
         self.id, self.props, self.created, self.updated = id, props, created, updated
         self.archived_at: int | None = None
+        self.merged_into: int | None = None
 
 
 class _Failure(Reject):

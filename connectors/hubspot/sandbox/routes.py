@@ -75,7 +75,7 @@ class _Routes:
                 ("POST", f"{b}/batch/read", self._batch_read), ("POST", f"{b}/batch/create", self._batch_create),
                 ("POST", f"{b}/batch/update", self._batch_update),
                 ("POST", f"{b}/batch/upsert", self._batch_upsert),
-                ("POST", f"{b}/batch/archive", self._batch_archive),
+                ("POST", f"{b}/batch/archive", self._batch_archive), ("POST", f"{b}/merge", self._merge),
                 ("GET", f"{b}/{{contactId}}", self._get), ("PATCH", f"{b}/{{contactId}}", self._update),
                 ("DELETE", f"{b}/{{contactId}}", self._delete),
                 ("GET", "/crm/v3/owners", self._owners), ("GET", "/crm/v3/owners/{ownerId}", self._owner),

@@ -52,13 +52,16 @@ class _State:
             self._pending[rec.id].append((now, dict(rec.props)))
         return rec
 
-    def _archive(self, rec: _Contact, now: int) -> None:
+    def _archive(self, rec: _Contact, now: int, listed: bool = True) -> None:
+        """Take a contact out of search and the live list; ``listed=False`` (a merge) keeps it out of
+        the archived list too."""
         if rec.archived_at is not None:
             return
         self._snapshot(rec)
         self._unindex(rec)
         del self._active[bisect.bisect_left(self._active, rec.id)]
-        bisect.insort(self._archived, rec.id)
+        if listed:
+            bisect.insort(self._archived, rec.id)
         for prop in self._uniques:
             if self._by[prop].get(rec.props.get(prop, "")) == rec.id:
                 del self._by[prop][rec.props[prop]]
@@ -70,6 +73,8 @@ class _State:
         key = str(ident if ident is not None else "").strip()
         if id_property in (None, "", "hs_object_id"):
             rec = self._records.get(int(key)) if key.isdigit() else None
+            while rec is not None and rec.merged_into is not None:  # a merged id reads as its survivor
+                rec = self._records.get(rec.merged_into)
         elif id_property in self._by:
             rid = self._by[id_property].get(key.lower() if id_property == "email" else key)
             rec = self._records.get(rid) if rid is not None else None

@@ -18,7 +18,8 @@ _OPTIONS = {
 _TYPES = {"hs_object_id": "number", "amount": "number", "hs_deal_probability": "number",
           "createdate": "datetime", "lastmodifieddate": "datetime", "closedate": "date",
           "lifecyclestage": "enumeration", "hs_lead_status": "enumeration", "hs_analytics_source": "enumeration",
-          "hubspot_owner_id": "enumeration"}
+          "hubspot_owner_id": "enumeration",
+          "hs_merged_object_ids": "enumeration"}  # read-only: the ids merged into a contact, ";"-separated
 _STRINGS = ("email firstname lastname phone mobilephone company website jobtitle country city industry "
             "company_size closed_lost_reason leadhub_id").split()
 _CUSTOM = frozenset({"leadhub_id", "company_size", "amount", "hs_deal_probability", "closedate",

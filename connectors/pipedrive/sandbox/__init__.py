@@ -36,7 +36,10 @@ costs), :mod:`.state` (records and write rules), :mod:`.routes` and :mod:`.searc
   reported in ``x-daily-ratelimit-token-limit``/``-remaining``, 429 ``daily request budget exceeded``
   when spent.
 
-What it does not: webhooks, OAuth, products, activities, notes, filters, field definitions' own
+* activities (v2, :mod:`.activities`): list with ``lead_id``/``deal_id``/``owner_id`` filters, get, create
+  (a task is an activity of type ``task`` on the lead);
+
+What it does not: webhooks, OAuth, products, notes, filters, field definitions' own
 endpoints, Cloudflare's 403 for clients that ignore 429s, the 10-second penalty window after a 429.
 """
 
@@ -51,6 +54,7 @@ from starlette.responses import Response
 from hub.testing import fakedata
 from hub.testing.sandbox import Call, Sandbox
 
+from .activities import Activities
 from .canonical import LABEL_STATUS, SOURCE_NAMES, STAGE_STATUS, CanonicalView
 from .catalog import (
     COMPANY_SIZE,
@@ -78,7 +82,7 @@ __all__ = ["COMPANY_SIZE", "COSTS", "COUNTRY", "DEAL_FIELDS", "HUB_ID", "INDUSTR
 WINDOW = 2.0  # seconds: Pipedrive's rolling burst window
 
 
-class PipedriveSandbox(Routes, CanonicalView, Sandbox):
+class PipedriveSandbox(Activities, Routes, CanonicalView, Sandbox):
     """Pipedrive as a stateful fake. See the module docstring.
 
     ``rate``: requests per rolling 2 s per token (None: unlimited; 40 is the Growth plan's API-token

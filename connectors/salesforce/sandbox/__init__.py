@@ -1,4 +1,4 @@
-"""A stateful fake of a Salesforce org's REST API (Lead, Opportunity, User), served over HTTPS on loopback.
+"""A stateful fake of a Salesforce org's REST API (Lead, Opportunity, Task, User), served over HTTPS on loopback.
 
 ``simple-salesforce`` works against it unmodified, given the sandbox's CA::
 
@@ -20,7 +20,9 @@ fields, email shape, restricted picklists, owners, unique values, read-only
 fields, converted leads refusing edits) and request-level ones (unknown fields,
 JSON types, the 200 cap); lead conversion into an Opportunity whose stage sets
 ``IsClosed``/``IsWon`` and the default probability; deletions to the recycle bin
-(``IsDeleted`` rows in ``queryAll``); ``SystemModstamp`` stamped per request at
+(``IsDeleted`` rows in ``queryAll``), and merges (:meth:`SalesforceSandbox.merge_leads`: the
+losers deleted with ``MasterRecordId``, as Apex and SOAP ``merge`` leave them; REST has no merge);
+``SystemModstamp`` stamped per request at
 second precision, rendered ``2026-01-15T10:00:00.000+0000``; bearer sessions
 (401 ``INVALID_SESSION_ID``), OAuth client credentials issuing expiring tokens;
 the daily API limit (``rate`` calls per rolling 24 h: every answer carries
@@ -125,6 +127,12 @@ class SalesforceSandbox(SalesforceApi):
         with self.lock:
             return {rid: dict(r) for rid, r in self.org.tables["Opportunity"].items() if not r["IsDeleted"]}
 
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """Live tasks (sObject Collections create them, with ``WhoId``/``WhatId`` checked)."""
+        with self.lock:
+            return {rid: dict(r) for rid, r in self.org.tables["Task"].items() if not r["IsDeleted"]}
+
     def _stamp(self, modified: datetime | None) -> int:
         return self.org.now() if modified is None else int(modified.timestamp()) * 1000
 
@@ -156,6 +164,27 @@ class SalesforceSandbox(SalesforceApi):
             if self.org.live("Lead", lead_id) is None:
                 raise KeyError(lead_id)
             self.org.delete("Lead", lead_id, self._stamp(modified))
+
+    def merge_leads(self, master_id: str, *loser_ids: str, values: dict[str, Any] | None = None,
+                    modified: datetime | None = None) -> None:
+        """Merge one or two leads into ``master_id`` as Apex ``merge`` / SOAP ``merge()`` do (REST has
+        no merge): the master is updated (with ``values``, else keeps its own), each loser is deleted
+        with ``MasterRecordId`` set to the master ("When a record is deleted after losing a merge
+        operation, its MasterRecordId field is set to the ID of the winning record", Apex Developer
+        Guide, Triggers and Merge Statements), so ``queryAll`` shows it. At most three leads in all;
+        converted leads refuse, as they refuse any edit (the sandbox's reading)."""
+        with self.lock:
+            ids = [master_id, *loser_ids]
+            leads = [self.org.live("Lead", rid) for rid in ids]
+            if not 2 <= len(ids) <= 3 or len(set(ids)) != len(ids) or None in leads:
+                raise ValueError(f"merge needs two or three distinct live leads, got {ids}")
+            if any(lead["IsConverted"] for lead in leads if lead):
+                raise ValueError("CANNOT_UPDATE_CONVERTED_LEAD: cannot reference converted lead")
+            now = self._stamp(modified)
+            for rid in loser_ids:
+                self.org.delete("Lead", rid, now)
+                self.org.tables["Lead"][rid]["MasterRecordId"] = master_id
+            self._save("Lead", master_id, values or {}, now)
 
     def convert_lead(self, lead_id: str, stage: str | None = "Qualification", deal: dict[str, Any] | None = None,
                      modified: datetime | None = None) -> str | None:
@@ -246,6 +275,11 @@ class SalesforceSandbox(SalesforceApi):
 
     def remote_delete(self, remote_id: str) -> None:
         self.delete_lead(remote_id)
+
+    def remote_merge(self, survivor_id: str, loser_id: str) -> str:
+        """Merge ``loser_id`` into ``survivor_id`` as a Salesforce user would; returns the survivor."""
+        self.merge_leads(survivor_id, loser_id)
+        return survivor_id
 
     def remote_get(self, remote_id: str) -> dict[str, Any] | None:
         with self.lock:

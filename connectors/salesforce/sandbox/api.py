@@ -35,7 +35,7 @@ from starlette.responses import Response
 from hub.testing.sandbox import Call, Reject, Sandbox
 
 from .org import MAX_RECORDS, Locator, Org, RecordError
-from .schema import SCHEMA, Field, full_id
+from .schema import PREFIX, SCHEMA, Field, full_id
 from .soql import SoqlError
 
 __all__ = ["UNLIMITED", "SalesforceApi"]
@@ -46,7 +46,7 @@ _CODES = {400: "MALFORMED_REQUEST", 401: "INVALID_SESSION_ID", 403: "INSUFFICIEN
 _ROLLED_BACK = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "fields": [],
                 "message": "Record rolled back because not all records were valid and the request was using "
                            "AllOrNone header"}
-_WRITABLE = ("Lead", "Opportunity")
+_WRITABLE = ("Lead", "Opportunity", "Task")
 Plan = tuple[str, str | None, dict[str, Any], bool]  # (object, id or None to create, values, created)
 
 
@@ -302,7 +302,7 @@ class SalesforceApi(Sandbox):
                          errorCode="EXCEEDED_ID_LIMIT")
         now, results = self.org.now(), []
         for raw in ids:
-            obj = next((o for o in _WRITABLE if str(raw).startswith({"Lead": "00Q", "Opportunity": "006"}[o])), None)
+            obj = next((o for o in _WRITABLE if str(raw).startswith(PREFIX[o])), None)
             rid = full_id(raw, obj) if obj else None
             rec = self.org.tables[obj].get(rid or "") if obj else None
             if rec is None or rec["IsDeleted"]:

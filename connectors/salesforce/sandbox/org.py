@@ -18,7 +18,18 @@ from typing import Any
 from hub.testing.sandbox import Clock, Reject
 
 from . import soql
-from .schema import CONVERTED_STATUS, DEFAULT_STATUS, SCHEMA, STAGES, Field, full_id, make_id, render_datetime
+from .schema import (
+    CONVERTED_STATUS,
+    DEFAULT_STATUS,
+    PREFIX,
+    SCHEMA,
+    STAGES,
+    TASK_STATUSES,
+    Field,
+    full_id,
+    make_id,
+    render_datetime,
+)
 
 __all__ = ["EMAIL", "MAX_RECORDS", "Locator", "Org", "RecordError"]
 
@@ -152,6 +163,8 @@ class Org:
         return clean
 
     def _defaults(self, obj: str) -> dict[str, Any]:
+        if obj == "Task":
+            return {"Status": TASK_STATUSES[0], "Priority": "Normal", "OwnerId": self.api_user}
         return {"Status": DEFAULT_STATUS, "OwnerId": self.api_user} if obj == "Lead" else {"OwnerId": self.api_user}
 
     def _check_value(self, obj: str, f: Field, value: Any, current: dict[str, Any] | None) -> None:
@@ -173,11 +186,28 @@ class Org:
             if not user["IsActive"]:
                 raise RecordError("INACTIVE_OWNER_OR_USER", f"operation performed with inactive user [{uid}] as "
                                   f"owner of {obj.lower()}", [f.name])
+        if f.type == "reference" and f.reference_to in ("Lead", "Opportunity") and f.writable:
+            self._check_record(f, value)
         if f.unique:
             other = self.hub_ids.get(value.casefold())
             if other is not None and (current is None or other != current["Id"]):
                 raise RecordError("DUPLICATE_VALUE", f"duplicate value found: {f.name} duplicates value on record "
                                   f"with id: {other}", [f.name])
+
+    def _check_record(self, f: Field, value: Any) -> None:
+        """A task's ``WhoId`` (a lead) or ``WhatId`` (an opportunity): live, and not a converted lead."""
+        obj = f.reference_to or ""
+        rid = full_id(value)
+        if rid is None or rid[:3] != PREFIX[obj]:
+            raise RecordError("FIELD_INTEGRITY_EXCEPTION", f"{f.label}: id value of incorrect type: {value}",
+                              [f.name])
+        rec = self.tables[obj].get(rid)
+        if rec is None:
+            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [f.name])
+        if rec["IsDeleted"]:
+            raise RecordError("ENTITY_IS_DELETED", "entity is deleted", [f.name])
+        if rec.get("IsConverted"):
+            raise RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [f.name])
 
     # -- writes ----------------------------------------------------------------------------
     def write(self, obj: str, rid: str | None, values: dict[str, Any], now: int, by: str | None = None) -> str:
@@ -196,6 +226,8 @@ class Org:
         rec.update(values, LastModifiedDate=now, LastModifiedById=by, SystemModstamp=now)
         if obj in ("Lead", "User"):
             rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
+        if obj == "Task":
+            rec["IsClosed"] = rec["Status"] == "Completed"
         if obj == "Opportunity" and (old is None or "StageName" in values):
             probability, rec["IsClosed"], rec["IsWon"] = _STAGE[rec["StageName"]]
             if "Probability" not in values:

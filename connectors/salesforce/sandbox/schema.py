@@ -1,4 +1,4 @@
-"""The sandbox org's schema: the Lead, Opportunity and User objects, their fields, and Salesforce ids.
+"""The sandbox org's schema: the Lead, Opportunity, Task and User objects, their fields, and Salesforce ids.
 
 This is the org's own configuration, as an admin would have set it up for LeadHub:
 the four default Lead Status values plus five added ones, the ten default
@@ -6,6 +6,10 @@ Opportunity stages, and three custom fields — ``Lead.LeadHub_Id__c`` (text 32,
 External ID, unique, case-insensitive), ``Lead.Loss_Reason__c`` and
 ``Opportunity.Loss_Reason__c`` (text 255; the lead field maps onto the deal's at
 conversion, as Setup's "Map Lead Fields" does).
+
+Task has its standard fields only (``Subject``, ``ActivityDate``, ``Status``, ``Priority``,
+``OwnerId``, ``WhoId`` — a lead here —, ``WhatId`` — an opportunity here —, ``Description``,
+``IsClosed``) with the default Task Status and Priority values.
 
 Stored values: datetimes as epoch milliseconds (Salesforce keeps seconds, so the
 milliseconds are always 000), dates as ``YYYY-MM-DD``, numbers as float/int.
@@ -24,6 +28,7 @@ __all__ = [
     "PREFIX",
     "SCHEMA",
     "STAGES",
+    "TASK_STATUSES",
     "Field",
     "full_id",
     "make_id",
@@ -33,7 +38,7 @@ __all__ = [
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 PREFIX = {"Lead": "00Q", "Opportunity": "006", "User": "005", "Account": "001", "Contact": "003",
-          "Organization": "00D", "QueryLocator": "01g"}
+          "Organization": "00D", "QueryLocator": "01g", "Task": "00T"}
 
 
 def _checksum(id15: str) -> str:
@@ -112,6 +117,8 @@ LEAD_STATUSES: tuple[tuple[str, bool], ...] = (
     ("Marketing Qualified", False), ("Sales Qualified", False), ("Opportunity Identified", False),
     ("In Negotiation", False), ("Nurturing", False))
 DEFAULT_STATUS = LEAD_STATUSES[0][0]
+#: Task Status, the default first; "Completed" closes the task
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 CONVERTED_STATUS = "Closed - Converted"
 #: Opportunity stages: (name, default probability, closed, won)
 STAGES: tuple[tuple[str, float, bool, bool], ...] = (
@@ -147,6 +154,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         Field("ConvertedContactId", "reference", "Converted Contact ID", writable=False, reference_to="Contact"),
         Field("ConvertedOpportunityId", "reference", "Converted Opportunity ID", writable=False,
               reference_to="Opportunity", relationship="ConvertedOpportunity"),
+        Field("MasterRecordId", "reference", "Master Record ID", writable=False, reference_to="Lead",
+              relationship="MasterRecord"),  # set on a lead deleted by a merge: the winning lead
         Field("LeadHub_Id__c", "string", "LeadHub Id", length=32, unique=True),
         Field("Loss_Reason__c", "string", "Loss Reason"))),
     "Opportunity": _fields(*_system(
@@ -159,6 +168,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
         Field("OwnerId", "reference", "Owner ID", required=True, reference_to="User", relationship="Owner"),
         Field("AccountId", "reference", "Account ID", reference_to="Account"),
         Field("Loss_Reason__c", "string", "Loss Reason"))),
+    "Task": _fields(*_system(
+        Field("Subject", "string", "Subject"), Field("ActivityDate", "date", "Due Date Only"),
+        Field("Status", "picklist", "Status", required=True, values=TASK_STATUSES, restricted=True),
+        Field("Priority", "picklist", "Priority", required=True, values=("High", "Normal", "Low"), restricted=True),
+        Field("OwnerId", "reference", "Assigned To ID", required=True, reference_to="User", relationship="Owner"),
+        Field("WhoId", "reference", "Name ID", reference_to="Lead", relationship="Who"),
+        Field("WhatId", "reference", "Related To ID", reference_to="Opportunity", relationship="What"),
+        Field("Description", "textarea", "Comments", length=32000),
+        Field("IsClosed", "boolean", "Closed", writable=False))),
     "User": _fields(*_system(
         Field("Username", "string", "Username", writable=False, length=80),
         Field("Email", "email", "Email", writable=False, length=128),

@@ -14,7 +14,7 @@ from hub import outbox
 from hub.connector import WriteOp
 from hub.model import Lead, Status
 from hub.store import Conflict, Cursor, LeadRow, Link, OutboxRow, row_values
-from hub.sync import Connection, Syncer
+from hub.sync import Connection, Syncer, SyncOutcome
 from hub.testing.kit import on_sandbox_clock
 
 HUB_ID = "leadhub_leadhubid"
@@ -138,7 +138,9 @@ def test_creates_are_idempotent_by_hub_id_even_after_a_crash_before_commit(sqlit
     queue(sqlite_store, lead, {})
     conn = connect()
     conn.connector.write([WriteOp(lead.id, lead.model_dump(), None)])  # written, then the hub dies
-    out = Syncer(sqlite_store).run(conn)
+    c = conn
+    out = SyncOutcome(c.name)
+    Syncer(sqlite_store).push(c, out)  # the rerun pushes again (a pull first would match it instead)
     assert out.pushed == 1 and out.error is None
     rows = [r for r in box.leads.values() if r[HUB_ID] == lead.id]
     assert len(rows) == 1
@@ -199,12 +201,17 @@ def test_an_edit_to_a_lead_deleted_in_dynamics_is_refused_not_recreated(sqlite_s
             s.get(LeadRow, lead_id).title = "Buyer"
             outbox.enqueue(s, connection="sales", object="leads", lead_id=lead_id, fields={"title": "Buyer"},
                            remote_id=rid)
-    out = syncer.run(connect())
-    assert (out.deleted, out.pushed, out.rejected) == (1, 1, 1)
+    out = SyncOutcome("sales")
+    syncer.push(connect(), out)  # pushed before the deletion is pulled: Dynamics refuses it, nothing is re-created
+    assert (out.pushed, out.rejected) == (1, 1)
     assert list(box.leads) == [kept] and box.leads[kept]["jobtitle"] == "Buyer"
     with Session(sqlite_store.engine) as s:
         errors = s.execute(sa.select(OutboxRow.last_error).where(OutboxRow.state == "failed")).scalars().all()
     assert errors == [f"lead With Id = {gone} Does Not Exist"]
+    out = syncer.run(connect())  # the cycle pulls the deletion first: the refused write is dismissed, not retried
+    assert (out.deleted, out.pushed, out.rejected, out.dismissed) == (1, 0, 0, 1)
+    with Session(sqlite_store.engine) as s:
+        assert s.execute(sa.select(OutboxRow.state).where(OutboxRow.state.in_(("pending", "failed")))).all() == []
 
 
 def test_a_wrong_secret_is_a_clear_auth_error_without_the_secret(sqlite_store, box, connect):

@@ -16,7 +16,7 @@ from hub import outbox
 from hub.connector import WriteOp
 from hub.model import Lead
 from hub.store import LeadRow, Link, OutboxRow, row_values
-from hub.sync import Connection, Syncer
+from hub.sync import Connection, Syncer, SyncOutcome
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -189,7 +189,9 @@ def test_creates_are_idempotent_by_hub_id_even_after_a_crash_before_commit(sqlit
     queue(sqlite_store, lead)
     conn = make_conn(box)
     conn.connector.write([WriteOp(lead.id, lead.model_dump(), None)])  # the CRM takes it; the hub dies
-    out = Syncer(sqlite_store).run(make_conn(box))
+    c = make_conn(box)
+    out = SyncOutcome(c.name)
+    Syncer(sqlite_store).push(c, out)  # the rerun pushes again (a pull first would match it instead)
     assert out.pushed == 1 and out.error is None
     matching = [i for i in box.items() if i["LeadHub ID"] == lead.id]
     assert len(matching) == 1

@@ -12,7 +12,8 @@ they are absent. Quirks of the specs, each patched here in the open rather than 
   is ``name``;
 * v2 declares ``additional_data.next_cursor`` a string but documents it ``null`` on the last page,
   and declares non-nullable what Pipedrive answers ``null`` when unset: a person's or deal's
-  ``org_id``, a deal's ``person_id`` and ``expected_close_date``, an organization's ``address``;
+  ``org_id``, a deal's ``person_id`` and ``expected_close_date``, an organization's ``address``, and
+  any unset field of an activity (``deal_id``, ``project_id``, ``location``, ``priority``…);
 * most error answers (400, 401, 404 on most operations, 429) are not declared per operation; those
   are checked against the error shape the v1 spec does declare (``CallLogBadRequestResponse``:
   ``success``, ``error``, ``error_info``, ``data``, ``additional_data``), which Pipedrive documents
@@ -82,6 +83,12 @@ def _patch(data: dict[str, Any]) -> dict[str, Any]:
         for name in _NULLABLE & set(props):
             if isinstance(props[name], dict):
                 props[name]["nullable"] = True
+    for path, item in data.get("paths", {}).items():
+        if path.startswith("/activities"):  # an activity answers null for every field it has no value for
+            for node in _walk([op.get("responses") for op in item.values() if isinstance(op, dict)]):
+                for prop in (node.get("properties") if isinstance(node.get("properties"), dict) else {}).values():
+                    if isinstance(prop, dict) and "type" in prop:
+                        prop["nullable"] = True
     org = data.get("paths", {}).get("/organizations", {}).get("post")
     if org:
         org["requestBody"]["content"]["application/json"]["schema"]["required"] = ["name"]

@@ -17,7 +17,7 @@ from hub.errors import RateLimitError
 from hub.http import Answer, RetryPolicy
 from hub.model import Lead
 from hub.store import Conflict, LeadRow, Link, OutboxRow, row_values
-from hub.sync import Connection, Syncer
+from hub.sync import Connection, Syncer, SyncOutcome
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member, so a user of the sandbox org
 
@@ -166,7 +166,9 @@ def test_creates_are_idempotent_by_hub_id_even_after_a_crash_before_commit(sqlit
                 status="SAL", source="referral", owner=OWNER)
     queue(sqlite_store, lead, {})
     make().connector.write([WriteOp(lead.id, lead.model_dump(), None)])  # taken, then the hub dies
-    out = Syncer(sqlite_store).run(make())
+    c = make()
+    out = SyncOutcome(c.name)
+    Syncer(sqlite_store).push(c, out)  # the rerun pushes again (a pull first would match it instead)
     assert out.pushed == 1 and out.error is None
     matching = [r for r in box.leads.values() if r["LeadHub_Id__c"] == lead.id]
     assert len(matching) == 1

@@ -1,0 +1,67 @@
+"""Dynamics 365 tasks: the hub's tasks as ``task`` activities regarding the lead, by ``UpsertMultiple``.
+
+The ``task`` table supports CreateMultiple, UpdateMultiple and UpsertMultiple (Dataverse table
+reference, "Task"), and Dataverse lets a client choose a new row's primary key. So each hub task
+gets a fixed ``activityid`` — a UUID5 of the lead's id and the ``leadhub-task:<id>`` marker — and a
+batch is one ``POST tasks/Microsoft.Dynamics.CRM.UpsertMultiple``: a task sent twice is the same
+row, never two. A target carries ``subject``, ``description`` (with the marker), ``scheduledend``
+(the due time), ``prioritycode`` (2 High for breaches and escalations, else 1 Normal),
+``regardingobjectid_lead_task@odata.bind`` (``/leads(id)``: the task's single-valued navigation
+property to a lead; the bare ``regardingobjectid_lead`` names custom activity tables' property) and
+``ownerid@odata.bind`` (``/systemusers(id)``; none: the application user owns it).
+
+Closed tasks are read-only, so a task that may already exist (:attr:`hub.connector.TaskOp.maybe_exists`)
+is looked up by its id first and left alone if found: a user who completed it keeps it completed.
+Like the lead writes, the batch is all or nothing (standard tables): a refused one fails with the
+first error and the core splits it until the bad task stands alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from hub.connector import TaskOp, TaskResult
+
+__all__ = ["TASK_NAMESPACE", "DynamicsTasks", "activity_id"]
+
+#: namespace of the hub's task ids in Dataverse (any fixed UUID; changing it would re-create tasks)
+TASK_NAMESPACE = uuid.UUID("5b0c1f6e-2d4a-4c51-9a43-6f1d0e7a2b90")
+
+
+def activity_id(op: TaskOp) -> str:
+    """The task's fixed ``activityid``: the same for every push of one hub task to one lead."""
+    return str(uuid.uuid5(TASK_NAMESPACE, f"{op.lead_remote_id.lower()}/{op.marker}"))
+
+
+class DynamicsTasks:
+    """Mixin for :class:`connectors.dynamics.DynamicsConnector`: :meth:`write_tasks`."""
+
+    can_write_tasks = True
+    _send: Any
+    _query: Any
+
+    def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
+        ids = {op.task_id: activity_id(op) for op in ops}
+        doubtful = [ids[op.task_id] for op in ops if op.maybe_exists]
+        there = {r["activityid"] for r in self._query("tasks", ["activityid"], "activityid", doubtful)} \
+            if doubtful else set()
+        targets = [self._task_target(op, ids[op.task_id]) for op in ops if ids[op.task_id] not in there]
+        if targets:
+            self._send("POST", "tasks/Microsoft.Dynamics.CRM.UpsertMultiple", json={"Targets": targets})
+        return [TaskResult(op.task_id, True, ids[op.task_id]) for op in ops]
+
+    @staticmethod
+    def _task_target(op: TaskOp, activityid: str) -> dict[str, Any]:
+        target: dict[str, Any] = {"@odata.type": "Microsoft.Dynamics.CRM.task", "activityid": activityid,
+                                  "subject": op.title[:200], "description": op.body[:2000],
+                                  "prioritycode": 2 if op.urgent else 1,
+                                  "regardingobjectid_lead_task@odata.bind": f"/leads({op.lead_remote_id})"}
+        if op.due_at is not None:
+            due = op.due_at if op.due_at.tzinfo else op.due_at.replace(tzinfo=UTC)
+            target["scheduledend"] = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if op.owner_remote:
+            target["ownerid@odata.bind"] = f"/systemusers({op.owner_remote})"
+        return target

@@ -1,0 +1,145 @@
+"""HubSpot tasks: the hub's tasks created on the contact, through the official client's tasks API.
+
+``POST /crm/v3/objects/tasks/batch/create`` (100 inputs), each task associated with its contact in
+the same call (association type 204, task to contact, ``HUBSPOT_DEFINED``) and owned by
+``hubspot_owner_id``; ``hs_timestamp`` (required: the due date, or now when the task has none),
+``hs_task_subject``, ``hs_task_body`` (carrying the ``leadhub-task:<id>`` marker),
+``hs_task_status`` ``NOT_STARTED``, ``hs_task_type`` ``TODO`` and ``hs_task_priority`` (``HIGH``
+for breaches and escalations). Results come back keyed by ``objectWriteTraceId`` (the hub's task
+id); a 207 names the refused inputs in ``context.objectWriteTraceId``.
+
+Tasks have no unique property unless a portal adds one, so a task that may already exist
+(:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: the contact's tasks through the
+v4 associations batch read (contacts to tasks), then their bodies through the tasks batch read, for
+the marker. Neither is the search API, so a task made a moment ago is found (search lags writes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+
+from hub.connector import TaskOp, TaskResult
+from hub.http import Answer
+
+__all__ = ["TASK_TO_CONTACT", "HubSpotTasks"]
+
+TASK_TO_CONTACT = 204  # HubSpot-defined association type: task to contact
+_BATCH = 100
+
+
+def _answer(result: Any) -> Answer:
+    """Any of the client's generated ``ApiException`` classes (one per API package, each with 401, 403, 404
+    and 5xx subclasses), or a response."""
+    if "ApiException" in {c.__name__ for c in type(result).__mro__} and hasattr(result, "status"):
+        if result.status == 0:
+            return Answer(None, {}, None, result)
+        return Answer(result.status, dict(result.headers or {}), result.body)
+    if isinstance(result, (urllib3.exceptions.HTTPError, OSError)):
+        return Answer(None, {}, None, result)
+    if isinstance(result, urllib3.BaseHTTPResponse):
+        return Answer(result.status, dict(result.headers), None)
+    raise result
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class HubSpotTasks:
+    """Mixin for :class:`connectors.hubspot.HubSpotConnector`: :meth:`write_tasks`."""
+
+    can_write_tasks = True
+    client: Any
+    guard: Any
+    settings: Any
+
+    def _task_call(self, kind: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+        resp = self.guard.call(lambda: fn(*args, _preload_content=False, _request_timeout=self.settings.timeout,
+                                          **kw), kind=kind, to_answer=_answer)
+        return json.loads(resp.data) if resp.data else {}
+
+    def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
+        from hubspot.crm.objects.tasks import (
+            AssociationSpec,
+            BatchInputSimplePublicObjectBatchInputForCreate,
+            PublicAssociationsForObject,
+            PublicObjectId,
+            SimplePublicObjectBatchInputForCreate,
+        )
+
+        found = self._existing_tasks([op for op in ops if op.maybe_exists])
+        results = {tid: TaskResult(tid, True, rid) for tid, rid in found.items()}
+        creates = [op for op in ops if op.task_id not in found]
+        if creates:
+            body = BatchInputSimplePublicObjectBatchInputForCreate(inputs=[SimplePublicObjectBatchInputForCreate(
+                properties=self._task_properties(op), object_write_trace_id=str(op.task_id),
+                associations=[PublicAssociationsForObject(
+                    to=PublicObjectId(id=op.lead_remote_id),
+                    types=[AssociationSpec(association_category="HUBSPOT_DEFINED",
+                                           association_type_id=TASK_TO_CONTACT)])]) for op in creates])
+            data = self._task_call("task_create", self.client.crm.objects.tasks.batch_api.create, body)
+            for item in data.get("results", []):
+                trace = str(item.get("objectWriteTraceId") or "")
+                if trace.isdigit():
+                    results[int(trace)] = TaskResult(int(trace), True, str(item["id"]))
+            for err in data.get("errors", []):
+                text = f"{err.get('category', 'ERROR')}: {err.get('message', '')}"
+                for trace in (err.get("context") or {}).get("objectWriteTraceId") or []:
+                    if str(trace).isdigit():
+                        results.setdefault(int(trace), TaskResult(int(trace), False, None, text))
+        return [results.get(op.task_id) or TaskResult(op.task_id, False, None, "no answer for this task",
+                                                        retryable=True) for op in ops]
+
+    @staticmethod
+    def _task_properties(op: TaskOp) -> dict[str, str]:
+        due = op.due_at or datetime.now(UTC)
+        props = {"hs_timestamp": str(int(due.timestamp() * 1000)), "hs_task_subject": op.title[:255],
+                 "hs_task_body": op.body, "hs_task_status": "NOT_STARTED", "hs_task_type": "TODO",
+                 "hs_task_priority": "HIGH" if op.urgent else "MEDIUM"}
+        if op.owner_remote:
+            props["hubspot_owner_id"] = op.owner_remote
+        return props
+
+    def _existing_tasks(self, ops: list[TaskOp]) -> dict[int, str]:
+        """Hub task id -> HubSpot task id, for the ops whose task is already on their contact."""
+        if not ops:
+            return {}
+        from hubspot.crm.associations.v4 import (
+            BatchInputPublicFetchAssociationsBatchRequest,
+            PublicFetchAssociationsBatchRequest,
+        )
+        from hubspot.crm.objects.tasks import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
+
+        task_ids: set[str] = set()
+        for part in _chunks(sorted({op.lead_remote_id for op in ops}), _BATCH):
+            inputs = [PublicFetchAssociationsBatchRequest(id=c) for c in part]
+            while inputs:
+                data = self._task_call("task_associations", self.client.crm.associations.v4.batch_api.get_page,
+                                       "contacts", "tasks",
+                                       BatchInputPublicFetchAssociationsBatchRequest(inputs=inputs))
+                inputs = []
+                for item in data.get("results", []):  # contacts without tasks come back as errors
+                    task_ids.update(str(t["toObjectId"]) for t in item.get("to", []))
+                    after = ((item.get("paging") or {}).get("next") or {}).get("after")
+                    if after:
+                        inputs.append(PublicFetchAssociationsBatchRequest(id=str(item["from"]["id"]), after=after))
+        bodies: dict[str, str] = {}
+        for part in _chunks(sorted(task_ids), _BATCH):
+            data = self._task_call("task_read", self.client.crm.objects.tasks.batch_api.read,
+                                   BatchReadInputSimplePublicObjectId(
+                                       inputs=[SimplePublicObjectId(id=i) for i in part],
+                                       properties=["hs_task_body"], properties_with_history=[]))
+            bodies.update({str(r["id"]): (r.get("properties") or {}).get("hs_task_body") or ""
+                           for r in data.get("results", [])})
+        found = {}
+        for op in ops:
+            hit = min((rid for rid, text in bodies.items() if op.marked(text)), key=int, default=None)
+            if hit is not None:
+                found[op.task_id] = hit
+        return found

@@ -1,0 +1,85 @@
+"""Pipedrive tasks: the hub's tasks as activities of type ``task`` on the lead (API v2).
+
+``POST /api/v2/activities`` per task — there is no batch endpoint; several run at once on the
+connector's small pool, inside the burst window, like lead writes — with ``subject``, ``type``
+``task``, ``owner_id`` (the assignee; none: the token's user), ``lead_id``, ``due_date`` and
+``due_time`` (UTC, ``HH:MM``) and ``note`` carrying the ``leadhub-task:<id>`` marker. The brief's
+``POST /api/v1/activities`` is no longer in Pipedrive's v1 spec: activities are a v2 object. A lead
+Pipedrive has converted is deleted, its deal living on; when the connector knows the deal (it read
+the conversion), the activity goes on the deal (``deal_id``) instead.
+
+Activities have no external id, so a task that may already exist
+(:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: the lead's (or deal's)
+activities, ``GET /api/v2/activities?lead_id=…``, their notes searched for the marker. That list
+is not a search index, so a task created a moment ago is found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from typing import Any
+
+from hub.connector import TaskOp, TaskResult
+from hub.errors import AuthError, RateLimitError
+
+from .api import PipedriveApi, Refused
+
+__all__ = ["PipedriveTasks"]
+
+
+class PipedriveTasks:
+    """Mixin for :class:`connectors.pipedrive.PipedriveConnector`: :meth:`write_tasks`."""
+
+    can_write_tasks = True
+    api: PipedriveApi
+    workers: int
+
+    def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
+        if len(ops) <= 1 or self.workers == 1:
+            return [self._write_task(op) for op in ops]
+        with ThreadPoolExecutor(min(self.workers, len(ops)), "pipedrive-task") as pool:
+            futures = [pool.submit(self._write_task, op) for op in ops]
+        results, fatal = [], None
+        for op, future in zip(ops, futures):
+            exc = future.exception()
+            if exc is None:
+                results.append(future.result())
+            elif isinstance(exc, (AuthError, RateLimitError)):
+                fatal = fatal or exc
+            else:  # the CRM unreachable: this one is retried next run, the others stand
+                results.append(TaskResult(op.task_id, False, None, str(exc), retryable=True))
+        if fatal is not None:  # what went through is found again next run (maybe_exists)
+            raise fatal
+        return results
+
+    def _target(self, op: TaskOp) -> tuple[str, Any]:
+        known = self.api.leads.take(op.lead_remote_id) or {}
+        return ("deal_id", known["deal_id"]) if known.get("deal_id") else ("lead_id", op.lead_remote_id)
+
+    def _write_task(self, op: TaskOp) -> TaskResult:
+        key, value = self._target(op)
+        try:
+            if op.maybe_exists:
+                found = self._find_task(op, key, value)
+                if found is not None:
+                    return TaskResult(op.task_id, True, found)
+            body: dict[str, Any] = {"subject": op.title, "type": "task", key: value, "note": op.body, "done": False}
+            if op.owner_remote and op.owner_remote.isdigit():
+                body["owner_id"] = int(op.owner_remote)
+            if op.due_at is not None:
+                due = (op.due_at if op.due_at.tzinfo else op.due_at.replace(tzinfo=UTC)).astimezone(UTC)
+                body["due_date"], body["due_time"] = due.strftime("%Y-%m-%d"), due.strftime("%H:%M")
+            made = self.api.call("POST", "/activities", v2=True, body=body)["data"]
+            return TaskResult(op.task_id, True, str(made["id"]))
+        except Refused as exc:
+            return TaskResult(op.task_id, False, None, exc.vendor_message or str(exc))
+
+    def _find_task(self, op: TaskOp, key: str, value: Any) -> str | None:
+        cursor = None
+        while True:
+            rows, cursor = self.api.v2_list("/activities", {key: value, "limit": 500, "cursor": cursor})
+            hit = next((str(a["id"]) for a in rows if op.marked(a.get("note"))), None)
+            if hit is not None or not cursor:
+                return hit

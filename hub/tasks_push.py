@@ -1,0 +1,207 @@
+"""Tasks the rules create (SLA breaches, escalations, governance reviews…) become tasks in a CRM.
+
+The rule engine stores tasks in ``tasks`` (:class:`hub.actions.Task`); this module sends each open
+one into ONE connection — the CRM where the lead's owner works — as a real task on the lead's
+record, owned by the assignee, with its due date::
+
+    outcome = push_tasks(store, "sales", connector, prefer=["sales", "marketing"], run_id=run_id)
+
+Which connection: a task already taken by a connection (``tasks.connection``) stays with it;
+otherwise it goes to the first connection in ``prefer`` (task-capable connections, sales roles
+first: the caller orders them) where the lead has a live link (``links``, not deleted). Without
+``prefer``, only the connection being pushed is considered. A task whose lead has no live link in
+any of them stays open, untouched, and is reported in :attr:`TaskPushOutcome.unlinked`.
+
+Books, per task: the connection that took it, ``push_attempts``, then ``remote_id`` and
+``pushed_at`` once the CRM created it, or ``push_error`` (the CRM's words) if it refused. A refused
+task is retried on every later run and never blocks the others: a batch the CRM refuses whole is
+split until the bad task stands alone (as :meth:`hub.connector.Connector.write` does for leads).
+
+No duplicates: the task is claimed and its attempt counted in a committed transaction *before* it
+is sent, so after a crash between the CRM's answer and the hub's commit, the next run sends it with
+``maybe_exists=True`` and the connector finds the task it made (by upsert key or by the
+``leadhub-task:<id>`` marker in its body) instead of creating a second one.
+
+Only open tasks are pushed, once: closing or dismissing a task in the hub does not (yet) close it
+in the CRM. The function needs nothing from :mod:`hub.sync`; it opens its own transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from hub.actions import Task
+from hub.connector import REJECTING, Connector, TaskOp, TaskResult
+from hub.errors import AuthError, ConnectorError, RateLimitError, TransientError
+from hub.model import utcnow
+from hub.store import LeadRow, Link, RecordIssue, Store
+
+__all__ = ["TaskPushOutcome", "preference", "push_tasks", "route_task", "unpushed"]
+
+
+@dataclass
+class TaskPushOutcome:
+    """What one push did for one connection."""
+
+    connection: str
+    pushed: int = 0  # created in the CRM (or found there, made by an earlier push)
+    failed: int = 0  # refused or unanswered this run; retried next run
+    elsewhere: int = 0  # open tasks that belong to another connection
+    unlinked: list[int] = field(default_factory=list)  # task ids whose lead has no link in a task-capable CRM
+    errors: list[str] = field(default_factory=list)  # the CRM's messages, "task <id>: <message>"
+    error: str | None = None  # what stopped the push early (auth, rate limit, an unreachable CRM)
+    api_calls: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def preference(connections: Iterable[Any]) -> list[str]:
+    """The ``prefer`` order for :func:`push_tasks`: connections that can write and whose connector
+    can write tasks, role ``sales`` first, then the others as given. ``connections``: objects with
+    ``name``, ``role``, ``connector`` and, optionally, ``writes`` (a :class:`hub.sync.Connection`)."""
+    able = [c for c in connections if getattr(c, "writes", True) and c.connector.can_write_tasks]
+    return [c.name for c in sorted(able, key=lambda c: c.role != "sales")]
+
+
+def route_task(task: Task, links: dict[str, Link], order: Sequence[str]) -> str | None:
+    """The connection a task goes to: the one that took it, else the first in ``order`` where its
+    lead has a live link (``links``: connection -> link); ``None`` if it has no such link."""
+    if task.connection:
+        return task.connection if task.connection in links else None
+    return next((c for c in order if c in links), None)
+
+
+def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Sequence[str] | None = None,
+               run_id: int | None = None, limit: int | None = None) -> TaskPushOutcome:
+    """Send the open, unpushed tasks that belong to ``conn_name`` into its CRM, in the connector's
+    batch size. ``prefer``: task-capable connections in order of preference (see the module
+    docstring); ``run_id``: the sync run, for the ``record_issues`` of refused tasks; ``limit``: at
+    most this many tasks this run. Never raises for the CRM's answers: see :class:`TaskPushOutcome`."""
+    out = TaskPushOutcome(conn_name)
+    if not connector.can_write_tasks:
+        return out
+    order = list(prefer) if prefer else [conn_name]
+    if conn_name not in order:
+        return out
+    calls_before = connector.meter.calls
+    try:
+        connector._owners  # noqa: B018 -- the owner map (an API call), read before any task is claimed
+    except ConnectorError as exc:
+        out.error = str(exc)
+        return _done(out, connector, calls_before)
+    size = max(connector.limits.batch_size, 1)
+    last_id, sent = 0, 0
+    while limit is None or sent < limit:
+        chunk = size * 5 if limit is None else min(size * 5, limit - sent)
+        ops, last_id = _claim(store, conn_name, connector, order, out, last_id, chunk)
+        if last_id is None:
+            break
+        for start in range(0, len(ops), size):
+            batch = ops[start:start + size]
+            try:
+                results = _send(connector, batch)
+            except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
+                out.error = str(exc)
+                _record(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True) for op in batch],
+                        batch, out, run_id)
+                return _done(out, connector, calls_before)
+            _record(store, conn_name, results, batch, out, run_id)
+        sent += len(ops)
+    return _done(out, connector, calls_before)
+
+
+def _done(out: TaskPushOutcome, connector: Connector, calls_before: int) -> TaskPushOutcome:
+    out.api_calls = connector.meter.calls - calls_before
+    return out
+
+
+def _claim(store: Store, conn_name: str, connector: Connector, order: list[str], out: TaskPushOutcome,
+           after_id: int, chunk: int) -> tuple[list[TaskOp], int | None]:
+    """The next ``chunk`` candidate tasks after ``after_id``: those routed here are claimed (their
+    connection set, their attempt counted) and committed before anything is sent. Returns their
+    ops and the last task id looked at (``None``: no tasks left)."""
+    with store.session() as s:
+        tasks = list(s.exec(sa.select(Task).where(
+            Task.state == "open", Task.remote_id.is_(None), Task.id > after_id,
+            sa.or_(Task.connection.is_(None), Task.connection == conn_name))
+            .order_by(Task.id).limit(chunk)).scalars())
+        if not tasks:
+            return [], None
+        lead_ids = sorted({t.lead_id for t in tasks})
+        links: dict[str, dict[str, Link]] = {}
+        for ln in s.exec(sa.select(Link).where(Link.lead_id.in_(lead_ids), Link.connection.in_(order),
+                                               Link.deleted_at.is_(None))).scalars():
+            mine = links.setdefault(ln.lead_id, {})
+            if ln.connection not in mine or ln.object == connector.lead_object:
+                mine[ln.connection] = ln
+        owners = dict(s.exec(sa.select(LeadRow.id, LeadRow.owner).where(LeadRow.id.in_(lead_ids))).all())
+        ops = []
+        for task in tasks:
+            where = route_task(task, links.get(task.lead_id, {}), order)
+            if where is None:
+                out.unlinked.append(task.id)
+                continue
+            if where != conn_name:
+                out.elsewhere += 1
+                continue
+            maybe_exists = task.push_attempts > 0  # sent before, and no answer recorded: it may be there
+            task.connection, task.push_attempts = conn_name, task.push_attempts + 1
+            s.add(task)
+            email = task.assignee or owners.get(task.lead_id)
+            ops.append(TaskOp(task.id, links[task.lead_id][conn_name].remote_id, connector.remote_owner(email),
+                              task.title, task.due_at, task.kind, note=f"LeadHub {task.kind} ({task.rule})",
+                              maybe_exists=maybe_exists))
+        return ops, tasks[-1].id
+
+
+def _send(connector: Connector, batch: list[TaskOp]) -> list[TaskResult]:
+    """One batch; if the CRM refuses it whole (a 4xx about its content), split it until the bad task
+    stands alone, so one invalid task never blocks the rest."""
+    try:
+        return connector.write_tasks(batch)
+    except ConnectorError as exc:
+        if isinstance(exc, (AuthError, RateLimitError, TransientError)) or exc.status not in REJECTING:
+            raise
+        if len(batch) == 1:
+            return [TaskResult(batch[0].task_id, False, None, exc.vendor_message or str(exc))]
+        mid = len(batch) // 2
+        return _send(connector, batch[:mid]) + _send(connector, batch[mid:])
+
+
+def _record(store: Store, conn_name: str, results: list[TaskResult], batch: list[TaskOp], out: TaskPushOutcome,
+            run_id: int | None) -> None:
+    by_id = {r.task_id: r for r in results}
+    now = utcnow()
+    with store.session() as s:
+        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_([op.task_id for op in batch]))).scalars()}
+        for op in batch:
+            task, res = rows.get(op.task_id), by_id.get(op.task_id)
+            if task is None:
+                continue
+            if res is not None and res.ok and res.remote_id:
+                task.remote_id, task.pushed_at, task.push_error = res.remote_id, now, None
+                out.pushed += 1
+            else:
+                message = (res.error if res is not None else None) or "the CRM gave no answer for this task"
+                task.push_error = message
+                out.failed += 1
+                out.errors.append(f"task {op.task_id}: {message}")
+                if res is not None and not res.retryable:
+                    s.add(RecordIssue(run_id=run_id, connection=conn_name, remote_id=op.lead_remote_id,
+                                      lead_id=task.lead_id, kind="task_rejected", message=message, at=now))
+            s.add(task)
+
+
+def unpushed(store: Store, connection: str | None = None) -> int:
+    """Open tasks not yet in a CRM (for ``leadhub status``-like reports)."""
+    with Session(store.engine) as s:
+        q = sa.select(sa.func.count()).select_from(Task).where(Task.state == "open", Task.remote_id.is_(None))
+        if connection is not None:
+            q = q.where(Task.connection == connection)
+        return s.exec(q).one()[0]

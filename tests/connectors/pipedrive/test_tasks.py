@@ -1,0 +1,82 @@
+"""Pipedrive tasks: the hub's tasks become task activities on the lead, owned and due, never twice; every
+exchange as Pipedrive's v2 spec has it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.connector import TaskOp
+
+from .conftest import connect
+from .specs import exchange_errors
+
+OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member: a Pipedrive user
+DUE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def setup(make):
+    box, _ = make()
+    conn = connect(box)
+    yield box, conn.connector
+    conn.connector.close()
+
+
+def op(connector, lead, task_id=7, **kw):
+    fields = {"owner_remote": connector.remote_owner(OWNER), "title": "SLA breached: call back", "due_at": DUE,
+              "kind": "breach", "note": "LeadHub breach (sla)", **kw}
+    return TaskOp(task_id, lead, **fields)
+
+
+def test_a_task_is_a_task_activity_on_the_lead_with_owner_and_due_date(setup, server):
+    box, connector = setup
+    lead = box.remote_create({"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines"})
+    server[0].record = True
+    [res] = connector.write_tasks([op(connector, lead)])
+    assert res.ok
+    act = box.activities[int(res.remote_id)]
+    assert (act["type"], act["lead_id"], act["subject"], act["done"]) == ("task", lead, "SLA breached: call back",
+                                                                          False)
+    assert act["owner_id"] == int(connector.remote_owner(OWNER))
+    assert (act["due_date"], act["due_time"]) == ("2026-12-01", "09:30")
+    assert act["note"].endswith("leadhub-task:7")
+    connector.write_tasks([op(connector, lead, maybe_exists=True)])  # the lookup's exchange too
+    for ex in server[0].log:
+        assert exchange_errors(ex.method, ex.path, ex.query, ex.headers, ex.body, ex.status,
+                               ex.response_headers, ex.content) == [], (ex.method, ex.path)
+
+
+def test_pushing_the_same_task_again_finds_it_instead_of_creating_a_second(setup):
+    box, connector = setup
+    a = box.remote_create({"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines"})
+    b = box.remote_create({"first_name": "Bob", "last_name": "Builder", "company": "Fix It"})
+    [first] = connector.write_tasks([op(connector, a)])
+    again = connector.write_tasks([op(connector, a, maybe_exists=True), op(connector, b, task_id=70, maybe_exists=True),
+                                   op(connector, a, task_id=71, maybe_exists=True)])  # 7's marker is not 71's
+    assert [r.ok for r in again] == [True, True, True] and again[0].remote_id == first.remote_id
+    assert len(box.activities) == 3
+
+
+def test_a_refused_task_carries_pipedrives_words_and_the_others_are_created(setup):
+    box, connector = setup
+    lead = box.remote_create({"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines"})
+    results = connector.write_tasks([op(connector, lead, task_id=1),
+                                     op(connector, "00000000-0000-0000-0000-000000000000", task_id=2),
+                                     op(connector, lead, task_id=3, owner_remote="4242")])
+    assert [r.ok for r in results] == [True, False, False]
+    assert "does not exist" in results[1].error and "4242" in results[2].error
+    assert len(box.activities) == 1
+
+
+def test_a_converted_leads_task_goes_on_its_deal(setup):
+    box, connector = setup
+    lead = box.remote_create({"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines"})
+    with box.lock:
+        deal = box.state.convert(box.state.leads[lead], None, box.clock.now_ms())
+    connector.api.leads.put(lead, {"deal_id": deal["id"]})  # as a pull that saw the conversion leaves it
+    [res] = connector.write_tasks([op(connector, lead, owner_remote=None, due_at=None)])
+    act = box.activities[int(res.remote_id)]
+    assert (act["deal_id"], act["lead_id"], act["due_date"]) == (deal["id"], None, None)
+    assert act["owner_id"] == 1  # the token's user
