@@ -17,7 +17,9 @@ For each record of a page (a few queries per page, never one per record):
    whose status is behind the lead's is simply brought forward.
 4. **Deletes and merges** leave a tombstone on the link (never re-created); the
    lead's open writes to that CRM are dismissed; a record merged into another
-   record makes their two leads one (the survivor's lead keeps the other's links).
+   record makes their two leads one (the survivor's lead keeps the other's links),
+   and a record that absorbed a lead's old record (it carries the lead's hub id)
+   takes over the tombstoned link: the link is remapped, not duplicated.
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ class PageApplier:
         hub_ids = {r.hub_id for r in fresh if r.hub_id}
         wanted = {ln.lead_id for ln in links.values()} | hub_ids | set(matches.values())
         self.leads = {row.id: row for row in s.exec(sa.select(LeadRow).where(LeadRow.id.in_(wanted))).scalars()}
-        self.linked_here = set(s.exec(sa.select(Link.lead_id).where(
+        here = list(s.exec(sa.select(Link).where(
             Link.connection == conn.name, Link.object == obj, Link.lead_id.in_(wanted))).scalars())
+        self.linked_here = {ln.lead_id for ln in here}
+        self.dead = {ln.lead_id: ln for ln in here if ln.deleted_at is not None}  # may be re-linked (merges)
         self.others: dict[str, list[Link]] = {}
         for ln in s.exec(sa.select(Link).where(Link.lead_id.in_(wanted), Link.connection != conn.name,
                                                  Link.deleted_at.is_(None))).scalars():
@@ -117,6 +121,7 @@ class PageApplier:
                 if link is not None and link.deleted_at is None:
                     link.deleted_at, link.merged_into = now, rec.merged_into
                     self.gone.append((link, rec.merged_into))
+                    self.dead[link.lead_id] = link
                     out.deleted += 1
                 continue
             fields = jsonable(rec.fields)
@@ -136,6 +141,14 @@ class PageApplier:
                     out.unchanged += 1
                 continue
             row, how = self._identify(rec, keys[rec.remote_id], matches, new)
+            if how == "relinked":  # the record that absorbed the lead's old one (a merge): the link follows it
+                link = self.dead.pop(row.id)
+                change = self._apply(row, None, rec, fields)
+                link.remote_id, link.deleted_at, link.merged_into = rec.remote_id, None, None
+                link.synced_hash, link.remote_modified, link.synced = digest, rec.modified, dict(fields)
+                out.matched += 1
+                changed.append((lead_from_row(row), {**change, "matched_by": how, "connection": conn.name}))
+                continue
             if row is not None:
                 change = self._apply(row, None, rec, fields)
                 out.matched += 1
@@ -172,6 +185,8 @@ class PageApplier:
     def _identify(self, rec: RemoteRecord, keys: Any, matches: dict[tuple[str, str], str],
                   new: _NewRows) -> tuple[LeadRow | None, str]:
         hub_id = rec.hub_id
+        if hub_id and hub_id in self.dead and hub_id in self.leads:
+            return self.leads[hub_id], "relinked"
         if hub_id and hub_id in self.linked_here:
             # a second record carries an id already linked here (a copy, a re-import): a new person
             new.issues.append(dict(run_id=self.out.run_id, connection=self.conn.name, remote_id=rec.remote_id,
@@ -280,6 +295,7 @@ class PageApplier:
 
     def _bury(self) -> None:
         """Dismiss open writes to records that are gone; make merged records' leads one."""
+        self.gone = [(ln, into) for ln, into in self.gone if ln.deleted_at is not None]  # not re-linked
         if not self.gone:
             return
         s = self.s

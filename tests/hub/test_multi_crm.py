@@ -234,3 +234,31 @@ def test_backfill_applies_a_changed_rule_to_leads_the_crms_disagree_on(three):
     out = three.cycle()
     assert three.hs.remote_get(cid)["title"] == "IT Lead" and three.sf.leads[sf_id]["Title"] == "IT Lead"
     assert out["sales"].pushed == 0, "sales already holds the winning value: nothing is sent there"
+
+
+def test_a_merge_in_hubspot_makes_two_leads_one_and_the_link_follows_the_merged_contact(three):
+    a = three.hs.remote_create({"first_name": "Ada", "last_name": "Lovelace", "email": "ada@engines.example",
+                                "company": "Engines", "status": "Lead"})
+    b = three.hs.remote_create({"first_name": "Augusta", "last_name": "Lovelace", "company": "Engines",
+                                "email": "a.lovelace@engines.example", "phone": "+44 20 7946 0000",
+                                "status": "Lead"})
+    three.cycle()
+    three.cycle()  # the stamps come back
+    la, lb = _hub_id(three, a), _hub_id(three, b)
+    assert la != lb
+    merged = three.hs.merge_contacts(a, b)  # a HubSpot user merges them: a new contact, both old ids point to it
+    out = three.cycle()
+    assert out["marketing"].deleted == 2 and out["marketing"].created == 0
+    from hub.actions import LeadRelation
+
+    with Session(three.hub.store.engine) as s:
+        links = {ln.remote_id: ln for ln in s.execute(sa.select(Link).where(Link.connection == "marketing"))
+                 .scalars()}
+        relations = s.execute(sa.select(LeadRelation.lead_id, LeadRelation.other_id, LeadRelation.relation)).all()
+    assert links[merged].lead_id == la and links[merged].deleted_at is None  # remapped, not duplicated
+    assert links[b].deleted_at is not None and links[b].merged_into == merged
+    assert [tuple(r) for r in relations] == [(lb, la, "merged_into")]
+    assert three.lead(la).phone == "+44 20 7946 0000"  # the survivor fills its blanks from the merged lead
+    quiet = three.cycle()
+    assert all((o.pushed, o.created, o.handed_off) == (0, 0, 0) for o in quiet.values())
+    assert list(three.hs.contacts) == [merged]
