@@ -102,7 +102,8 @@ def test_sigkill_mid_pull_then_rerun_leaves_every_record_exactly_once(tmp_path):
 
 
 def test_validate_reports_problems_with_file_and_line(tmp_path):
-    ok = run("validate", "examples/leadhub.yaml", "examples/process.yaml", HUBSPOT_TOKEN="x")
+    ok = run("validate", "examples/leadhub.yaml", "examples/process.yaml", HUBSPOT_TOKEN="x", SALESFORCE_TOKEN="y",
+             MONDAY_TOKEN="z")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = tmp_path / "process.yaml"
     bad.write_text((REPO / "examples/process.yaml").read_text().replace("to: MQL", "to: MQLL", 1))

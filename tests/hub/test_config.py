@@ -296,3 +296,19 @@ def test_yaml_error_in_config(tmp_path):
 def test_hub_config_from_environment_alone(monkeypatch):
     monkeypatch.setenv("LEADHUB_DATABASE", "postgresql://db/x")
     assert HubConfig().database == "postgresql://db/x"
+
+
+def test_conflict_rules_are_read_and_checked_against_the_connections(tmp_path, monkeypatch):
+    from hub.conflicts import FieldRule
+
+    good = BASE + 'conflict_rules:\n  "*": most_recent\n  phone: prefer marketing\n  owner: source marketing\n'
+    config = load_config(write(tmp_path, good), CONNECTORS)
+    assert config.conflict_rules["phone"] == FieldRule(rule="prefer", source="marketing")
+    assert str(config.conflict_rules["owner"]) == "source marketing"
+    text = BASE + "conflict_rules:\n  phone: prefer sales\n  status: most_recent\n  title: newest wins\n"
+    problems = check(tmp_path, text)
+    assert (line_of(text, "phone: prefer sales"), "conflict_rules.phone") == problems[0][:2]
+    assert "unknown connection 'sales'" in problems[0][2]
+    assert any(f == "conflict_rules.status" and "transitions" in m for _, f, m in problems)
+    assert any(f.startswith("conflict_rules.title") and "cannot read rule 'newest wins'" in m
+               for _, f, m in problems)
