@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from hub.connector import Connector
+    from hub.store import Store
 
 __all__ = ["hookspec", "hookimpl", "PROJECT"]
 
@@ -70,3 +71,17 @@ def hub_before_sync(connection: str, run: dict[str, Any]) -> None:
 @hookspec
 def hub_after_sync(connection: str, run: dict[str, Any], outcome: dict[str, Any]) -> None:
     """Called after a sync run of ``connection``, with its counts and error (if any)."""
+
+
+@hookspec
+def hub_after_push(connection: str, connector: Connector, store: Store, run: dict[str, Any]) -> None:
+    """Called after ``connection``'s push in a sync cycle, with the live connector, so a plugin can
+    send the CRM work it queued itself (the dedup rule's merges, for one).
+
+    ``run`` has the sync run's id. It is not called when the cycle was stopped, when the push
+    itself failed (the CRM unreachable, credentials refused), nor for a connection that does not
+    write. Use ``connector`` (its rate budgets and retries apply) and
+    ``store`` (open your own transactions); a :class:`hub.errors.ConnectorError` raised here is
+    recorded as the run's error and stops no other connection, but it does stop the plugins
+    after yours for this connection: settle what you can and raise only what a person must see.
+    """

@@ -203,6 +203,9 @@ class Syncer:
                     Pusher(self, conn, out).push(cb(conn.name), stop, record)
                     if conn.connector.can_write_tasks and not _stopped(stop, out):
                         self._push_tasks(conn, out)
+                    if self.hook and not _stopped(stop, out):
+                        self.hook.hub_after_push(connection=conn.name, connector=conn.connector, store=self.store,
+                                                 run={"id": out.run_id})
                 except ConnectorError as exc:
                     out.error = "; ".join(filter(None, [out.error, str(exc)]))
                 out.push_calls = conn.connector.meter.calls - before

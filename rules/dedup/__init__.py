@@ -9,8 +9,9 @@ Per lead the engine evaluates (order 10, before scoring and routing):
    match: a ``merge`` action into that stored lead (the survivor keeps the links
    of both; the engine moves them in the same transaction and relates the merged
    lead ``merged_into`` it), a ``dedup_merge_requests`` row per connection the
-   merged lead lives in (the CRM-side merge is a later release's), and the
-   merged lead's blocking keys move to the survivor so later arrivals find it.
+   merged lead lives in (carried out in that CRM after its next push where it
+   can merge, see :mod:`rules.dedup.remote`), and the merged lead's blocking
+   keys move to the survivor so later arrivals find it.
    The merge action's ``fields`` carry per-field survivorship
    (:func:`rules.dedup.cluster.survive`: source of truth per field, else the
    most recent non-blank value); until :mod:`hub.apply` applies them, the

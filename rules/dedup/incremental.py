@@ -9,7 +9,7 @@ number of leads in the store, only with the size of its blocks.
 
 :func:`request_crm_merges` writes the ``dedup_merge_requests`` a merge leaves
 behind: one per connection the merged lead lives in, naming both records when
-the survivor lives there too.
+the survivor lives there too (:mod:`rules.dedup.remote` carries them out).
 """
 
 from __future__ import annotations

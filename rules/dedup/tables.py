@@ -4,15 +4,19 @@
   ``(key, lead_id)`` unique and indexed by key: a new lead finds its candidates
   with one indexed look-up instead of a pass over every lead.
 * ``dedup_merge_requests`` — one row per connection a merged lead lived in: the
-  hub has merged the two leads; the CRM should merge its records too (carried
-  out by a later release where the CRM supports merging, else the record is
-  flagged there). ``state`` is ``requested`` until then.
+  hub has merged the two leads; the CRM should merge its records too.
+  :mod:`rules.dedup.remote` carries it out after that connection's push:
+  ``requested`` until then, ``done`` once the CRM merged them (or there was
+  nothing left to merge), ``failed`` if the CRM refused (its words in
+  ``message``), ``unsupported`` where the connector cannot merge (set once; a
+  person merges the records in the CRM). ``updated_at`` is the last change.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from hub.store import UTCDateTime
@@ -29,6 +33,7 @@ class DedupKey(SQLModel, table=True):
 
 class MergeRequest(SQLModel, table=True):
     __tablename__ = "dedup_merge_requests"
+    __table_args__ = (sa.Index("ix_dedup_merge_requests_open", "connection", "state"),)
 
     id: int | None = Field(default=None, primary_key=True)
     survivor_id: str = Field(foreign_key="leads.id", index=True, max_length=64)
@@ -38,5 +43,7 @@ class MergeRequest(SQLModel, table=True):
     survivor_remote_id: str | None = Field(default=None, max_length=255)
     merged_remote_id: str | None = Field(default=None, max_length=255)
     confidence: float
-    state: str = Field(default="requested", max_length=20)  # requested | done | failed
+    state: str = Field(default="requested", max_length=20)  # requested | done | failed | unsupported
     at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    message: str | None = None  # the CRM's words on a refusal, or why it is done / waiting / unsupported
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

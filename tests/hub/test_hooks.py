@@ -1,12 +1,19 @@
-"""The registering hooks a plugin uses to add rules and CLI commands."""
+"""The registering hooks a plugin uses to add rules and CLI commands, and ``hub_after_push``."""
 
 from __future__ import annotations
 
+from threading import Event
+
+import pluggy
 import typer
 from typer.testing import CliRunner
 
-from hub import cli, plugins
+from hub import cli, hookspecs, plugins
+from hub.connector import Connector, ConnectorSettings, Limits, StatusMap
+from hub.errors import ConnectorError
 from hub.hookspecs import hookimpl
+from hub.store import Run
+from hub.sync import Connection, Syncer
 
 
 class FollowUpRule:
@@ -75,3 +82,58 @@ def test_a_connector_registered_by_hub_register_connectors_is_configurable(tmp_p
                    "    api_key: k\n")
     config = load_config(cfg, reg.connectors)
     assert isinstance(config.connections["crm"].settings, TinySettings)
+
+
+class Quiet(Connector):
+    """A CRM with nothing to read and nothing to write: the cycle calls only the hooks."""
+
+    name = "quiet"
+    hub_id_field = "hub_id"
+    status_map = StatusMap({"Lead": {"stage": "new"}})
+    limits = Limits(page_size=10, batch_size=5)
+
+    def read_pages(self, cursor):
+        return iter(())
+
+
+class AfterPush:
+    def __init__(self, fail: str | None = None):
+        self.calls: list[tuple] = []
+        self.fail = fail
+
+    @hookimpl
+    def hub_after_push(self, connection, connector, store, run):
+        self.calls.append((connection, connector, store, run["id"]))
+        if self.fail:
+            raise ConnectorError(self.fail)
+
+
+def _hooked(plugin) -> pluggy.HookRelay:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin)
+    return pm.hook
+
+
+def _conn(name: str, direction: str = "both") -> Connection:
+    return Connection(name, Quiet(ConnectorSettings(base_url="http://127.0.0.1:9"), connection=name),
+                      direction=direction)
+
+
+def test_hub_after_push_gets_each_writing_connection_after_its_push_with_the_live_connector(sqlite_store):
+    rec = AfterPush()
+    syncer = Syncer(sqlite_store, hook=_hooked(rec))
+    crm, read_only = _conn("crm"), _conn("archive", "read")
+    outs = syncer.cycle([crm, read_only])
+    assert rec.calls == [("crm", crm.connector, sqlite_store, outs[0].run_id)]
+    syncer.cycle([crm], push=False)  # no push, no hook
+    stop = Event()
+    stop.set()
+    syncer.cycle([crm], stop=stop)  # a stopped cycle does not push
+    assert len(rec.calls) == 1
+
+
+def test_a_connector_error_raised_in_hub_after_push_is_the_runs_error(sqlite_store):
+    (out,) = Syncer(sqlite_store, hook=_hooked(AfterPush(fail="merges: the CRM is down"))).cycle([_conn("crm")])
+    assert out.error == "merges: the CRM is down"
+    assert sqlite_store.count(Run, Run.status == "error") == 1
