@@ -25,6 +25,7 @@ exact name before one is created, one creation per name at a time.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,7 @@ class Writer:
         self.currency, self.pipeline = currency, pipeline
         self.poll_interval, self.poll_attempts = poll_interval, poll_attempts
         self._scanned = False
+        self._scan_lock = threading.Lock()  # writes run concurrently: one scans, the others wait for its result
 
     def write(self, w: RemoteWrite) -> WriteResult:
         try:
@@ -213,16 +215,17 @@ class Writer:
             if deal["data"].get("source_lead_id") == lead_id:
                 self._remember_deal(lead_id, deal["data"])
                 return deal["data"]
-        if not self._scanned:
-            self._scanned = True
-            params: dict[str, Any] = {"include_fields": "source_lead_id", "limit": 500}
-            while True:
-                rows, params["cursor"] = self.api.v2_list("/deals", params)
-                for deal in rows:
-                    if deal.get("source_lead_id"):
-                        self._remember_deal(deal["source_lead_id"], deal)
-                if not params["cursor"]:
-                    break
+        with self._scan_lock:
+            if not self._scanned:
+                params: dict[str, Any] = {"include_fields": "source_lead_id", "limit": 500}
+                while True:
+                    rows, params["cursor"] = self.api.v2_list("/deals", params)
+                    for deal in rows:
+                        if deal.get("source_lead_id"):
+                            self._remember_deal(deal["source_lead_id"], deal)
+                    if not params["cursor"]:
+                        break
+                self._scanned = True  # only once the scan is complete: a write that missed waits for it
         known = self.api.leads.take(lead_id) or {}
         return {"id": known["deal_id"]} if known.get("deal_id") else None
 

@@ -22,8 +22,8 @@ from hub.testing.crash import REPO, CrashLab
 
 
 def _seed(kills: int) -> int:
-    """The default run replays one fixed seed (a default test must not flake on the open Pipedrive finding
-    below); the soak draws a new one each time."""
+    """The default run replays one fixed seed (kill timing is wall-clock, so a default run must not depend
+    on the luck of the draw); the soak draws a new one each time."""
     fixed = 20261122 if kills < 50 else None
     return int(os.environ.get("LEADHUB_CRASH_SEED") or fixed or random.SystemRandom().randrange(1_000_000))
 
@@ -51,10 +51,8 @@ def test_sigkill_at_random_points_then_every_crm_and_the_store_agree(tmp_path, k
                               + "\n".join(problems[:50]))
 
 
-@pytest.mark.xfail(strict=True, reason="found by the crash test: Pipedrive's Writer._deal_for scans the deals once "
-                   "per run (self._scanned), and concurrent writes that miss a converted lead while that scan "
-                   "runs skip it and are refused 'Lead not found'; the run after a crash between pull and push "
-                   "then refuses stamps, and the sync needs one more run per refused record to settle")
+# found by the crash test: Writer._deal_for scanned the deals once per run and concurrent writes that missed a
+# converted lead during that scan were refused "Lead not found" (now they wait for the scan)
 def test_stamps_for_converted_pipedrive_leads_are_written_in_the_run_after_a_crash_between_pull_and_push(tmp_path):
     """The crash test's finding, reduced: a run that pulled but never pushed (``--no-push``, as one killed
     between the two), then a full run. The leads converted to deals get their hub id like every other."""
