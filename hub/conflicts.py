@@ -28,11 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-__all__ = ["Claim", "FieldRule", "Decision", "Resolver", "blank"]
+from hub.model import blank
 
-
-def blank(v: Any) -> bool:
-    return v is None or (isinstance(v, str) and not v.strip())
+__all__ = ["Claim", "FieldRule", "Decision", "Resolver"]
 
 
 class FieldRule(BaseModel):

@@ -32,6 +32,7 @@ __all__ = [
     "TransitionCheck",
     "check_transition",
     "missing_fields",
+    "blank",
     "new_lead_id",
     "fields_hash",
     "utcnow",
@@ -180,7 +181,8 @@ class Lead(BaseModel):
 LEAD_FIELDS = frozenset(Lead.model_fields) - {"custom"}
 
 
-def _blank(value: Any) -> bool:
+def blank(value: Any) -> bool:
+    """No value: ``None`` or a string of only whitespace (a blank never overwrites a value)."""
     return value is None or (isinstance(value, str) and not value.strip())
 
 
@@ -189,7 +191,7 @@ def missing_fields(lead: Lead, required: tuple[str, ...]) -> list[str]:
     missing = []
     for spec in required:
         options = spec.split("|")
-        if all(_blank(lead.get(name)) for name in options):
+        if all(blank(lead.get(name)) for name in options):
             missing.append(spec.replace("|", " or "))
     return missing
 
@@ -237,6 +239,6 @@ def fields_hash(fields: dict[str, Any]) -> str:
     Blank strings and ``None`` hash alike so a CRM that returns ``""`` for an
     unset property does not look like a change.
     """
-    norm = {k: v for k, v in sorted(fields.items()) if not _blank(v)}
+    norm = {k: v for k, v in sorted(fields.items()) if not blank(v)}
     blob = json.dumps(norm, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -31,9 +31,8 @@ from sqlmodel import Session
 
 from hub import outbox
 from hub.actions import LeadRelation
-from hub.conflicts import blank
 from hub.connector import WriteOp
-from hub.model import fields_hash
+from hub.model import blank, fields_hash
 from hub.pull import jsonable
 from hub.store import LeadRow, Link, OutboxRow, RecordIssue, lead_from_row
 

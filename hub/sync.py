@@ -47,10 +47,10 @@ from sqlmodel import Session
 
 from hub import outbox
 from hub.actions import LeadRelation
-from hub.conflicts import Claim, Resolver, blank
+from hub.conflicts import Claim, Resolver
 from hub.connector import Connector
 from hub.errors import ConnectorError
-from hub.model import DEFAULT_TRANSITIONS, LEAD_FIELDS, REQUIRED_FIELDS, Lead, Status, utcnow
+from hub.model import DEFAULT_TRANSITIONS, LEAD_FIELDS, REQUIRED_FIELDS, Lead, Status, blank, utcnow
 from hub.pull import PageApplier, jsonable
 from hub.push import PlannedWrite, Pusher
 from hub.store import Cursor, LeadRow, Link, OutboxRow, Run, Store, lead_from_row, row_values
