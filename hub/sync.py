@@ -330,19 +330,33 @@ class Syncer:
         for k, v in row_values(merged).items():
             setattr(row, k, v)
         row.updated_at = now
-        taken = {(ln.connection, ln.object) for ln in s.exec(sa.select(Link).where(
+        own = {(ln.connection, ln.object): ln for ln in s.exec(sa.select(Link).where(
             Link.lead_id == survivor_id)).scalars()}
-        for ln in s.exec(sa.select(Link).where(Link.lead_id == loser_id)).scalars():
-            if (ln.connection, ln.object) not in taken and ln.deleted_at is None:
+        for ln in s.exec(sa.select(Link).where(Link.lead_id == loser_id, Link.deleted_at.is_(None))).scalars():
+            mine = own.get((ln.connection, ln.object))
+            if mine is not None and mine.deleted_at is not None:
+                s.delete(mine)  # a tombstone only guards against re-creating; the survivor now has a record there
+                s.flush()
+                mine = None
+            if mine is None:
                 ln.lead_id = survivor_id
-                s.execute(sa.update(OutboxRow).where(OutboxRow.lead_id == loser_id,
-                                                     OutboxRow.connection == ln.connection,
-                                                     OutboxRow.state.in_(outbox.OPEN_STATES))
-                          .values(lead_id=survivor_id))
         s.execute(sa.update(OutboxRow).where(OutboxRow.lead_id == loser_id,
                                              OutboxRow.state.in_(outbox.OPEN_STATES))
                   .values(state="dismissed", last_error=f"merged into lead {survivor_id}", updated_at=now))
         s.flush()
+        # every CRM now holding the survivor (its own records and the ones it took over) converges on it
+        values = jsonable(merged.model_dump())
+        queue = []
+        for ln in s.exec(sa.select(Link).where(Link.lead_id == survivor_id, Link.deleted_at.is_(None))).scalars():
+            held = ln.synced or {}
+            carried = self.carried(ln.connection)
+            want = {n: values.get(n, merged.custom.get(n)) for n in held if n in carried}
+            fields = {n: v for n, v in want.items() if not blank(v) and held[n] != v}
+            if fields and self.writable(ln.connection):
+                queue.append(dict(connection=ln.connection, object=ln.object, lead_id=survivor_id,
+                                  remote_id=ln.remote_id, fields=fields,
+                                  reasons={n: f"lead {loser_id} merged into {survivor_id} ({by})" for n in fields}))
+        outbox.enqueue_many(s, queue)
         return True
 
     # -- back-filling a changed conflict rule -----------------------------------------------------

@@ -262,3 +262,27 @@ def test_a_merge_in_hubspot_makes_two_leads_one_and_the_link_follows_the_merged_
     quiet = three.cycle()
     assert all((o.pushed, o.created, o.handed_off) == (0, 0, 0) for o in quiet.values())
     assert list(three.hs.contacts) == [merged]
+
+
+def test_after_a_crm_merge_the_crms_the_survivor_took_over_get_its_values(three):
+    a = three.hs.remote_create({"first_name": "Ada", "last_name": "Lovelace", "email": "ada@engines.example",
+                                "company": "Engines", "status": "MQL", "title": "CTO"})
+    b = three.hs.remote_create({"first_name": "Augusta", "last_name": "Lovelace", "company": "Engines Ltd",
+                                "email": "a.lovelace@engines.example", "status": "MQL"})
+    three.cycle()
+    three.cycle()
+    la, lb = _hub_id(three, a), _hub_id(three, b)
+    sf_a, _ = three.sf_lead(la)
+    sf_b, _ = three.sf_lead(lb)  # both were handed to sales
+    three.sf.delete_lead(sf_a)  # sales cleans up one of them itself
+    three.cycle()
+    three.hs.merge_contacts(a, b)  # marketing merges the two people in HubSpot
+    three.cycle()  # lead b becomes part of lead a, which takes over b's Salesforce record
+    with Session(three.hub.store.engine) as s:
+        live = s.execute(sa.select(Link.remote_id).where(Link.connection == "sales", Link.lead_id == la,
+                                                         Link.deleted_at.is_(None))).scalars().all()
+    assert live == [sf_b]
+    three.cycle()
+    held = three.sf.leads[sf_b]
+    assert (held["FirstName"], held["Title"], held["Company"]) == ("Ada", "CTO", "Engines")  # the survivor's
+    assert all(o.pushed == 0 for o in three.cycle().values())
