@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from threading import Event
@@ -236,24 +237,18 @@ class Syncer:
              stop: Event | None = None, session: Session | None = None) -> None:
         """Every page of changes; each page commits with its cursor (or only flushes into ``session``)."""
         cn = conn.connector
-        if session is not None:
-            row = session.get(Cursor, (conn.name, cn.lead_object))
+        with nullcontext(session) if session is not None else Session(self.store.engine) as s:
+            row = s.get(Cursor, (conn.name, cn.lead_object))
             cursor = dict(row.value) if row else None
-        else:
-            with Session(self.store.engine) as s:
-                row = s.get(Cursor, (conn.name, cn.lead_object))
-                cursor = dict(row.value) if row else None
         for page in cn.read_changes(cursor):
-            if session is not None:
-                PageApplier(self, session, conn, out).apply(page)
-                session.merge(Cursor(connection=conn.name, object=cn.lead_object, value=page.cursor,
-                                     updated_at=utcnow()))
-                session.flush()
-                continue
-            with self.store.session() as s:
+            # a real run commits each page with its cursor; the dry run only flushes into its session
+            with nullcontext(session) if session is not None else self.store.session() as s:
                 changed = PageApplier(self, s, conn, out).apply(page)
                 s.merge(Cursor(connection=conn.name, object=cn.lead_object, value=page.cursor,
                                updated_at=utcnow()))
+                s.flush()
+            if session is not None:
+                continue
             if self.hook:
                 for lead, change in changed:
                     self.hook.hub_lead_changed(lead=lead, change=change)
