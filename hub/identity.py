@@ -8,7 +8,9 @@ key is stored on the lead row (``email_key``, ``phone_key``, ``name_key``, all
 indexed) by :func:`hub.store.row_values`, so matching a page costs one query per
 key kind, never one per record.
 
-A lead is a candidate only if it has no record in the pulling connection yet:
+A lead is a candidate only if it has no live record in the pulling connection (a lead
+whose record there was deleted is one: a record re-entered for that person takes over the
+tombstoned link):
 two records in one CRM are two records, whatever their email — telling whether
 they are the same person is the dedup rule's job, with its confidence and review
 queue. A lead merged into another (``lead_relations.merged_into``) is never a
@@ -54,7 +56,7 @@ def match_keys(fields: Mapping[str, Any]) -> MatchKeys:
 
 
 def find_matches(s: Session, connection: str, object: str, wanted: Iterable[MatchKeys]) -> dict[tuple[str, str], str]:
-    """``{(kind, key): lead_id}`` for leads without a record in ``connection``/``object``.
+    """``{(kind, key): lead_id}`` for leads without a live record in ``connection``/``object``.
 
     One query per key kind. When several leads share a key the oldest wins, so the
     answer is stable across runs.
@@ -69,7 +71,8 @@ def find_matches(s: Session, connection: str, object: str, wanted: Iterable[Matc
         if not keys:
             continue
         col = getattr(LeadRow, kind)
-        linked_here = sa.select(Link.lead_id).where(Link.connection == connection, Link.object == object)
+        linked_here = sa.select(Link.lead_id).where(Link.connection == connection, Link.object == object,
+                                                    Link.deleted_at.is_(None))
         merged = sa.select(LeadRelation.lead_id).where(LeadRelation.relation == "merged_into")
         for start in range(0, len(keys), 500):
             rows = s.execute(sa.select(col, LeadRow.id).where(

@@ -201,6 +201,8 @@ class PageApplier:
         for kind in KEY_KINDS:
             key = getattr(keys, kind)
             lead_id = matches.get((kind, key)) if key else None
+            if lead_id and lead_id in self.dead and lead_id in self.leads:
+                return self.leads[lead_id], "relinked"  # its record here was deleted: this one replaces it
             if lead_id and lead_id not in self.linked_here and lead_id in self.leads:
                 return self.leads[lead_id], kind.removesuffix("_key")
         return None, "new"

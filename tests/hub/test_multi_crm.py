@@ -286,3 +286,35 @@ def test_after_a_crm_merge_the_crms_the_survivor_took_over_get_its_values(three)
     held = three.sf.leads[sf_b]
     assert (held["FirstName"], held["Title"], held["Company"]) == ("Ada", "CTO", "Engines")  # the survivor's
     assert all(o.pushed == 0 for o in three.cycle().values())
+
+
+def test_without_an_email_a_person_is_matched_by_phone_or_by_company_domain_and_name(three):
+    by_phone = three.hs.remote_create({"first_name": "Lars", "last_name": "Berg", "phone": "+49 30 1234567",
+                                       "company": "Nordlicht", "country": "DE", "status": "MQL"})
+    by_name = three.hs.remote_create({"first_name": "Jürgen", "last_name": "Müller", "status": "MQL",
+                                      "email": "j.mueller@weber-bau.example", "company": "Weber Bau"})
+    three.cycle()  # both handed to sales: the two records sales then makes must not become new people
+    for cid in (by_phone, by_name):
+        sf_id, _ = three.sf_lead(_hub_id(three, cid))
+        three.sf.delete_lead(sf_id)
+    three.cycle()
+    three.sf.add_lead({"FirstName": "Lars", "LastName": "Berg", "Phone": "030 1234567", "Country": "DE",
+                       "Company": "Nordlicht GmbH", "Status": "Working - Contacted"})  # national format
+    three.sf.add_lead({"FirstName": "Jurgen", "LastName": "Muller", "Website": "https://www.weber-bau.example/",
+                       "Company": "Weber Bau GmbH", "Status": "Working - Contacted"})  # no email, no accents
+    out = three.cycle()
+    assert (out["sales"].matched, out["sales"].created) == (2, 0)
+    assert three.lead(_hub_id(three, by_phone)).status == three.lead(_hub_id(three, by_name)).status == "SAL"
+    with Session(three.hub.store.engine) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(LeadRow)).scalar_one() == 2
+
+
+def test_a_record_first_seen_behind_the_lead_is_brought_forward_not_held_as_a_conflict(three):
+    cid = three.hs.remote_create({"first_name": "Ola", "last_name": "Nordmann", "email": "ola@fjell.example",
+                                  "company": "Fjell AS", "status": "SQL"})
+    sf_id = three.sf.add_lead({"FirstName": "Ola", "LastName": "Nordmann", "Email": "ola@fjell.example",
+                               "Company": "Fjell AS", "Status": "Marketing Qualified"})  # an old copy in sales
+    out = three.cycle()
+    assert out["sales"].matched == 1 and out["sales"].conflicts == 0
+    assert three.lead(_hub_id(three, cid)).status == "SQL"
+    assert three.sf.leads[sf_id]["Status"] == "Sales Qualified"
