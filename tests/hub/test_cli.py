@@ -176,3 +176,23 @@ def test_status_shows_each_connection_after_a_sync(tmp_path, served_box):
     assert m["pending"] == 0 and m["lag_seconds"] is not None
     table = run("status", "-c", str(cfg), TEST_HUBSPOT_TOKEN=served_box.token)
     assert "marketing" in table.stdout and "unresolved conflicts" in table.stdout
+
+
+def test_sync_dry_run_prints_the_plan_and_changes_nothing_then_backfill_runs(tmp_path, served_box):
+    served_box.seed(20, seed=5)
+    cfg = write_config(tmp_path, served_box.url, tmp_path / "hub.db")
+    token = {"TEST_HUBSPOT_TOKEN": served_box.token}
+    before = {k: dict(v) for k, v in served_box.contacts.items()}
+    res = run("sync", "-c", str(cfg), "--dry-run", "--json", **token)
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(res.stdout)
+    assert plan["ok"] and len(plan["writes"]) == 20
+    assert {w["action"] for w in plan["writes"]} == {"stamp"} and all(w["reasons"] for w in plan["writes"])
+    assert served_box.contacts == before  # nothing written to the CRM…
+    status = json.loads(run("status", "-c", str(cfg), "--json", **token).stdout)
+    assert status["connections"][0]["last_run"] is None  # …nor to the store
+    table = run("sync", "-c", str(cfg), "--dry-run", **token)
+    assert "leadhub sync --dry-run" in table.stdout and "nothing was written" in table.stderr
+    assert run("sync", "-c", str(cfg), "--json", **token).returncode == 0
+    back = run("backfill", "-c", str(cfg), "--field", "title", **token)
+    assert back.returncode == 0 and "20 leads read, 0 changed, 0 writes" in back.stdout
