@@ -32,18 +32,23 @@ __all__ = ["candidate_ids", "find_matches", "index_lead", "index_leads", "reques
 
 Match = tuple[Lead, Score]
 
+# built once: per lead, building and keying these statements cost more than running them
+_keys, _leads = DedupKey.__table__, LeadRow.__table__
+_BLOCK_SIZES = (sa.select(_keys.c.key, sa.func.count()).where(_keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+                .group_by(_keys.c.key))
+_BLOCK_LEADS = sa.select(_keys.c.lead_id).where(_keys.c.key.in_(sa.bindparam("keys", expanding=True))).distinct()
+_LEADS = sa.select(_leads).where(_leads.c.id.in_(sa.bindparam("ids", expanding=True)))
+_DELETE_KEYS = sa.delete(_keys).where(_keys.c.lead_id == sa.bindparam("lead_id"))
+
 
 def candidate_ids(s: Session, keys: Sequence[str], *, exclude: str, max_block: int) -> set[str]:
     """Leads sharing one of ``keys``, leaving out keys shared by more than ``max_block`` leads."""
     if not keys:
         return set()
-    t = DedupKey.__table__
-    sizes = s.execute(sa.select(t.c.key, sa.func.count()).where(t.c.key.in_(keys)).group_by(t.c.key)).all()
-    usable = [k for k, n in sizes if n <= max_block]
+    usable = [k for k, n in s.execute(_BLOCK_SIZES, {"keys": list(keys)}).all() if n <= max_block]
     if not usable:
         return set()
-    rows = s.execute(sa.select(t.c.lead_id).where(t.c.key.in_(usable)).distinct()).all()
-    return {r[0] for r in rows if r[0] != exclude}
+    return {r[0] for r in s.execute(_BLOCK_LEADS, {"keys": usable}).all() if r[0] != exclude}
 
 
 def find_matches(s: Session, lead: Lead, settings: DedupSettings, *,
@@ -53,9 +58,8 @@ def find_matches(s: Session, lead: Lead, settings: DedupSettings, *,
     ids = candidate_ids(s, blocking_keys(who), exclude=lead.id, max_block=settings.max_block) - set(skip)
     if not ids:
         return who, []
-    t = LeadRow.__table__
     found: list[Match] = []
-    for row in s.execute(sa.select(t).where(t.c.id.in_(sorted(ids)))).all():
+    for row in s.execute(_LEADS, {"ids": sorted(ids)}).all():
         other = lead_from_row(row)
         result = score(who, settings.identity(other), settings.weights)
         if result.probability >= settings.review:
@@ -66,11 +70,10 @@ def find_matches(s: Session, lead: Lead, settings: DedupSettings, *,
 
 def index_lead(s: Session, lead_id: str, who: Identity) -> None:
     """Replace the stored blocking keys of ``lead_id`` with those of ``who``."""
-    t = DedupKey.__table__
-    s.execute(sa.delete(t).where(t.c.lead_id == lead_id))
+    s.execute(_DELETE_KEYS, {"lead_id": lead_id})
     keys = sorted(set(blocking_keys(who)))
     if keys:
-        s.execute(sa.insert(t), [{"key": k, "lead_id": lead_id} for k in keys])
+        s.execute(sa.insert(DedupKey.__table__), [{"key": k, "lead_id": lead_id} for k in keys])
 
 
 def index_leads(s: Session, identities: Iterable[Identity], *, chunk: int = 5000) -> int:

@@ -41,11 +41,12 @@ from hub.model import Lead
 from hub.normalise import company_domain
 from hub.process import Calendar, Person, Process
 from hub.store import LeadRow
+from rules.routing.books import books
 from rules.routing.config import PoolDef, RouteRuleDef, RoutingSettings
 from rules.routing.decision_table import DecisionTable
-from rules.routing.eligibility import availability, cap_reason, specificity, territory_matches, window_starts
-from rules.routing.rotation import CatchUp, Rotation, Slot
-from rules.routing.tables import PoolState, RotationSlotRow, RoutingDecision, RoutingLock
+from rules.routing.eligibility import availability, cap_reason, specificity, territory_matches
+from rules.routing.rotation import CatchUp
+from rules.routing.tables import RoutingDecision, RoutingLock
 
 __all__ = ["Decision", "Router", "lock", "LOCK_NAME"]
 
@@ -62,6 +63,20 @@ def lock(s: Session, name: str = LOCK_NAME) -> None:
     done = s.execute(sa.update(table).where(table.c.name == name).values(seq=table.c.seq + 1))
     if done.rowcount == 0:
         s.execute(sa.insert(table).values(name=name, seq=1))
+
+
+def _account_owner_query(allowed: bool) -> sa.Select[Any]:
+    t = LeadRow.__table__
+    q = (sa.select(t.c.owner, sa.func.count().label("n"), sa.func.max(t.c.updated_at).label("last"))
+         .where(t.c.domain.in_(sa.bindparam("domains", expanding=True)), t.c.owner.is_not(None),
+                t.c.id != sa.bindparam("lead_id"))
+         .group_by(t.c.owner).order_by(sa.desc("n"), sa.desc("last"), t.c.owner).limit(1))
+    return q.where(t.c.owner.in_(sa.bindparam("allowed", expanding=True))) if allowed else q
+
+
+# built once: building and keying a statement per lead cost more than running it
+_ACCOUNT_OWNER = {False: _account_owner_query(False), True: _account_owner_query(True)}
+_INSERT_DECISION = sa.insert(RoutingDecision.__table__)
 
 
 @dataclass
@@ -116,7 +131,11 @@ class Router:
         ``open_leads`` gives open leads per owner when the caller keeps that count (the engine does,
         current within its batch); otherwise the router counts them in ``leads``.
         """
-        lock(s)
+        b = books(s)
+        b.lock_once(s, lock)
+        if b.transaction is None:  # the lock began the transaction: its books
+            b = books(s)
+            b.locked = True
         self._open_provider = open_leads
         exclude = {e.lower() for e in exclude}
         env, values = lead_env(lead, now), env_values(lead)
@@ -200,13 +219,10 @@ class Router:
 
     def _account_owner(self, s: Session, lead_id: str, domain: str, allowed: list[str] | None) -> str | None:
         """The owner of most leads at ``domain`` (then the most recently active), among ``allowed``."""
-        t = LeadRow.__table__
-        q = (sa.select(t.c.owner, sa.func.count().label("n"), sa.func.max(t.c.updated_at).label("last"))
-             .where(t.c.domain.in_([domain, f"www.{domain}"]), t.c.owner.is_not(None), t.c.id != lead_id)
-             .group_by(t.c.owner).order_by(sa.desc("n"), sa.desc("last"), t.c.owner).limit(1))
+        params: dict[str, Any] = {"domains": [domain, f"www.{domain}"], "lead_id": lead_id}
         if allowed is not None:
-            q = q.where(t.c.owner.in_(allowed))
-        row = s.execute(q).first()
+            params["allowed"] = allowed
+        row = s.execute(_ACCOUNT_OWNER[allowed is not None], params).first()
         return row[0].lower() if row else None
 
     # -- choosing --------------------------------------------------------------------------
@@ -214,7 +230,7 @@ class Router:
                 pool_name: str | None, pool: PoolDef | None, candidates: list[_Candidate],
                 exclude: set[str]) -> tuple[_Candidate | None, str]:
         if pool_name and pool is not None:
-            counts = self._counts(s, now, self._default_tz(), pool=pool_name)
+            counts = books(s).pool_counts(s, pool_name, now, self._default_tz())
             full = cap_reason(counts, pool.caps.as_dict(), whose="pool cap")
             if full:
                 for c in candidates:
@@ -252,7 +268,7 @@ class Router:
         top = max(c.tier for c in eligible)
         tier = [c for c in eligible if c.tier == top]
         key = pool_name or f"rule:{rule.name}"
-        rotation = self._rotation(s, key)
+        rotation = books(s).rotation(s, key)
         pairs = [(c.email, c.weight) for c in tier]
         rotation.admit(pairs, pool.catch_up if pool else CatchUp.NONE, pool.max_catch_up if pool else 0)
         order = rotation.order(pairs)
@@ -266,7 +282,7 @@ class Router:
                              else f"more loaded ({c.load:.0%} of capacity)" if c.load > chosen.load
                              else "not next in rotation")
         rotation.assign(chosen.email, chosen.weight, now, pairs)
-        self._save_rotation(s, key, rotation, [e for e, _ in pairs])
+        books(s).save_rotation(s, key)
         return chosen, self._why(chosen, strategy, len(eligible), len(candidates))
 
     @staticmethod
@@ -298,21 +314,6 @@ class Router:
             return timezone.utc
 
     # -- counting --------------------------------------------------------------------------
-    def _counts(self, s: Session, now: datetime, tz: tzinfo, *, pool: str | None = None,
-                owners: Sequence[str] = ()) -> dict[str, int] | dict[str, dict[str, int]]:
-        t = RoutingDecision.__table__
-        starts = window_starts(now, tz)
-        sums = [sa.func.sum(sa.case((t.c.at >= start, 1), else_=0)).label(name)
-                for name, start in starts.items()]
-        since = min(starts.values())
-        if pool is not None:
-            row = s.execute(sa.select(*sums).where(t.c.pool == pool, t.c.owner.is_not(None),
-                                                   t.c.at >= since)).first()
-            return {name: int(row._mapping[name] or 0) for name in starts}
-        rows = s.execute(sa.select(t.c.owner, *sums).where(t.c.owner.in_(owners), t.c.at >= since)
-                         .group_by(t.c.owner)).all()
-        return {r.owner: {name: int(r._mapping[name] or 0) for name in starts} for r in rows}
-
     def _person_counts(self, s: Session, now: datetime, emails: Sequence[str]) -> dict[str, dict[str, int]]:
         by_tz: dict[Any, list[str]] = {}
         for email in emails:
@@ -321,7 +322,7 @@ class Router:
             by_tz.setdefault(cal.tz if cal else self._default_tz(), []).append(email)
         out: dict[str, dict[str, int]] = {}
         for tz, group in by_tz.items():
-            out.update(self._counts(s, now, tz, owners=group))  # type: ignore[arg-type]
+            out.update(books(s).person_counts(s, group, now, tz))
         return out
 
     def _open_leads(self, s: Session, emails: Sequence[str]) -> dict[str, int]:
@@ -334,21 +335,6 @@ class Router:
         rows = s.execute(sa.select(t.c.owner, sa.func.count()).where(
             t.c.owner.in_(emails), t.c.status.not_in(self.finals)).group_by(t.c.owner)).all()
         return {r[0]: int(r[1]) for r in rows}
-
-    # -- rotation state --------------------------------------------------------------------
-    def _rotation(self, s: Session, key: str) -> Rotation:
-        pools = PoolState.__table__
-        level = s.execute(sa.select(pools.c.level).where(pools.c.pool == key)).scalar()
-        t = RotationSlotRow.__table__
-        rows = s.execute(sa.select(t).where(t.c.pool == key)).all()
-        return Rotation(level or 0.0, {r.email: Slot(r.email, r.vtime, r.assigned, r.last_at) for r in rows})
-
-    def _save_rotation(self, s: Session, key: str, rotation: Rotation, emails: Sequence[str]) -> None:
-        s.merge(PoolState(pool=key, level=rotation.level))
-        for email in emails:
-            slot = rotation.slots[email]
-            s.merge(RotationSlotRow(pool=key, email=email, vtime=slot.vtime, assigned=slot.assigned,
-                                    last_at=slot.last_at))
 
     # -- fallback and record ----------------------------------------------------------------
     def _fallback(self, lead: Lead, exclude: set[str], kind: str, tried: list[dict[str, Any]],
@@ -371,8 +357,9 @@ class Router:
 
     @staticmethod
     def _record(s: Session, d: Decision, now: datetime) -> Decision:
-        s.add(RoutingDecision(lead_id=d.lead_id, at=now, kind=d.kind, rule=d.rule, strategy=d.strategy,
-                              pool=d.pool, owner=d.owner, previous_owner=d.previous_owner, queue=d.queue,
-                              reason=d.reason[:2000], rules=d.rules, candidates=d.candidates))
-        s.flush()
+        s.execute(_INSERT_DECISION, {
+            "lead_id": d.lead_id, "at": now, "kind": d.kind, "rule": d.rule, "strategy": d.strategy, "pool": d.pool,
+            "owner": d.owner, "previous_owner": d.previous_owner, "queue": d.queue, "reason": d.reason[:2000],
+            "rules": d.rules, "candidates": d.candidates})
+        books(s).counted(d.owner, d.pool, now)
         return d

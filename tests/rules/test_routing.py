@@ -139,6 +139,26 @@ def test_a_reached_cap_passes_the_lead_to_the_next_candidate_and_says_why(sqlite
     assert row.rule == "rr" and row.owner == A and "cap reached" in str(row.candidates)
 
 
+def test_many_leads_in_one_transaction_keep_caps_and_rotation_current_and_a_rollback_forgets_them(sqlite_store):
+    # the router reads caps and rotation once per transaction (rules.routing.books) and keeps them
+    # current itself: within one transaction they must behave exactly as if read before every lead
+    router = _router(pools={"p": {"members": [A, {"email": B, "caps": {"day": 1}}, C],
+                                  "caps": {"day": 5}}}, fallback={"owner": BOSS})
+    with sqlite_store.session() as s:
+        owners = [router.route(s, _lead(s), NOW).owner for _ in range(7)]
+        s.rollback()  # a dry run: none of it happened
+    assert owners == [A, B, C, A, C, BOSS, BOSS]
+    with sqlite_store.session() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(RoutingDecision)).scalar() == 0
+        again = [router.route(s, _lead(s), NOW).owner for _ in range(3)]
+    assert again == [A, B, C]  # the rolled-back rotation and counts are not carried over
+    with sqlite_store.session() as s:
+        counts = dict(s.execute(sa.select(RoutingDecision.owner, sa.func.count())
+                                .group_by(RoutingDecision.owner)).all())
+        assert counts == {A: 1, B: 1, C: 1}
+        assert [router.route(s, _lead(s), NOW).owner for _ in range(3)] == [A, C, BOSS]  # B capped, pool 5/5
+
+
 def test_a_pool_cap_and_all_member_caps_fall_through_to_the_next_rule_then_the_fallback(sqlite_store):
     router = _router(pools={"p": {"members": [A, B], "caps": {"hour": 2}}, "q": {"members": [C],
                                                                                "member_caps": {"day": 1}}},
