@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.errors import ConfigError, LeadHubError
+from hub.errors import ConfigError, LeadHubError, Problem
 
 __all__ = ["app", "main"]
 
@@ -159,12 +159,13 @@ def backfill(config: ConfigOpt = None,
 
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Hub config and/or process files.")]) -> None:
-    """Check config and process files; print every problem with file, line and field."""
+    """Check config and process files, the rules' settings included; print every problem with file, line and field."""
     import yaml
 
     from hub.config import validate_files
     from hub.plugins import registry
 
+    reg = registry()
     problems = []
     for f in files:
         is_config = False
@@ -173,7 +174,12 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Hub config and/or
             is_config = isinstance(data, dict) and ("connections" in data or "database" in data)
         except (yaml.YAMLError, OSError):
             pass
-        problems += validate_files(f if is_config else None, None if is_config else f, registry().connectors)
+        problems += validate_files(f if is_config else None, None if is_config else f, reg.connectors, reg.rules)
+    # a process file named by a config and given too is checked twice: report each problem once
+    unique: dict[tuple[object, ...], Problem] = {}
+    for p in problems:
+        unique.setdefault((Path(p.file).resolve(), p.line, p.field, p.message), p)
+    problems = list(unique.values())
     errors = [p for p in problems if not p.message.startswith("warning:")]
     for p in problems:
         (console if p in errors else out).print(str(p), markup=False, highlight=False)
@@ -340,7 +346,8 @@ def explain(lead: Annotated[str, typer.Argument(help="Lead id (or a unique 8+ ch
 @app.command()
 def status(config: ConfigOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
-    """Each connection's last run, lag, errors, API calls (24 h) and pending writes; open violations."""
+    """Each connection's last run, lag, errors, API calls (24 h), pending writes, CRM merges and rule
+    tasks; open violations, conflicts and tasks."""
     from hub.runtime import Hub
     from hub.status import hub_status
 
@@ -354,15 +361,26 @@ def status(config: ConfigOpt = None,
         out.print_json(json.dumps(st.as_dict(), default=str))
         return
     table = Table("connection", "connector", "last run", "result", "lag", "API calls 24h", "pending",
-                  "failed", "error", title="leadhub status")
+                  "failed", "CRM merges", "tasks", "error", title="leadhub status")
     for c in st.connections:
         budget = f"{c.calls_24h}" + (f" / {c.daily_budget}" if c.daily_budget else "")
         lag = "-" if c.lag_seconds is None else f"{c.lag_seconds / 60:.0f} min"
+        merges = ", ".join(f"{n} {state}" for state, n in c.merges.items() if n) or "-"
+        tasks = ", ".join(f"{n} {what}" for what, n in (("in CRM", c.tasks_pushed), ("refused", c.tasks_failed))
+                          if n) or "-"
         table.add_row(c.connection, c.connector, str(c.last_run or "never")[:19], c.last_status or "-", lag,
-                      budget, str(c.pending), str(c.failed), (c.last_error or "")[:80])
+                      budget, str(c.pending), str(c.failed), merges, tasks, (c.last_error or "")[:80])
     out.print(table)
+    for c in st.connections:
+        if c.merge_failure:
+            out.print(f"{c.connection}: latest CRM merge failure: {c.merge_failure[:200]}", markup=False,
+                      highlight=False)
+        if c.task_error:
+            out.print(f"{c.connection}: latest task push error: {c.task_error[:200]}", markup=False,
+                      highlight=False)
     out.print(f"{st.violations} leads missing required fields for their status (tasks with their owners); "
-              f"{st.conflicts} unresolved conflicts.")
+              f"{st.conflicts} unresolved conflicts; {st.tasks_open} open rule tasks, {st.tasks_unlinked} "
+              "unlinked (their lead has no record in a CRM that takes tasks).")
 
 
 @app.command("run")

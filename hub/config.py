@@ -61,7 +61,15 @@ from pydantic_settings import (
 from hub.conflicts import FieldRule
 from hub.connector import Connector, ConnectorSettings
 from hub.errors import ConfigError, Problem
-from hub.process import DurationField, Process, default_process, load_process, parse_duration, validate_process
+from hub.process import (
+    DurationField,
+    Process,
+    default_process,
+    is_warning,
+    load_process,
+    parse_duration,
+    validate_process,
+)
 from hub.yamlsource import Loc, YamlSource, format_loc, hint, problems_from_error, read_yaml
 
 __all__ = [
@@ -398,9 +406,15 @@ def load_config(path: Path | str, connectors: Mapping[str, type[Connector]]) -> 
     return config
 
 
-def validate_files(config: Path | None, process: Path | None,
-                   connectors: Mapping[str, type[Connector]]) -> list[Problem]:
-    """What ``leadhub validate`` reports: the config, the process file it names, and ``process``."""
+def validate_files(config: Path | None, process: Path | None, connectors: Mapping[str, type[Connector]],
+                   rules: Mapping[str, type] | None = None) -> list[Problem]:
+    """What ``leadhub validate`` reports: the config, the process file it names, and ``process``.
+
+    With ``rules`` (the registered rule classes, name → class) each process file's ``rules:``
+    section is checked too, by the engine's own :func:`hub.engine.rule_problems`: unknown rules,
+    invalid settings, failed cross-checks, decision tables that cannot be read. Files only: no
+    database, no network.
+    """
     problems: list[Problem] = []
     processes: list[Path] = []
     if config is not None:
@@ -415,5 +429,22 @@ def validate_files(config: Path | None, process: Path | None,
     for path in processes:
         if path.resolve() not in seen:
             seen.add(path.resolve())
-            problems += validate_process(path)
+            found = validate_process(path)
+            if rules is not None and not any(not is_warning(p) for p in found):
+                found = sorted(found + _rule_problems(path, rules), key=lambda p: p.line or 0)
+            problems += found
     return problems
+
+
+def _rule_problems(path: Path, rules: Mapping[str, type]) -> list[Problem]:
+    """Problems in a valid process file's ``rules:`` section, as an engine start would find them."""
+    from hub.engine import rule_problems  # the engine pulls in the store's models: only when asked
+
+    source, _ = read_yaml(path)
+    if source is None:
+        return []  # already reported by validate_process
+    try:
+        process = Process.model_validate(source.data)
+    except ValidationError:
+        return []  # likewise
+    return rule_problems(process, rules, source=source)

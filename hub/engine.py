@@ -30,6 +30,9 @@ Writing a rule (the interface every rule, built-in or third-party, uses)::
         def check(self) -> list[tuple[Loc, str]]:          # optional: cross-checks with self.process
             return []                                      # (loc inside rules.<name>, message)
 
+    # a constructor that cannot set up from a valid config (a file it names is missing…) raises
+    # RuleSetupError([(loc inside rules.<name>, message), …]); it is reported like check()'s problems
+
     @hookimpl                                              # registration, in the rule's plugin
     def hub_register_rules(register):
         register(Routing)
@@ -100,9 +103,10 @@ from hub.errors import ConfigError, PluginError, Problem
 from hub.model import Lead, utcnow
 from hub.process import Loc, Process, YamlSource, hint, problems_from_error, read_yaml
 from hub.store import LeadRow, Store, lead_from_row
+from hub.yamlsource import format_loc
 
-__all__ = ["RuleConfig", "Rule", "LeadChange", "RuleContext", "ActionRecord", "EngineOutcome", "Engine",
-           "build_rules"]
+__all__ = ["RuleConfig", "Rule", "RuleSetupError", "LeadChange", "RuleContext", "ActionRecord", "EngineOutcome",
+           "Engine", "build_rules", "rule_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,16 @@ class RuleConfig(BaseModel):
 
     enabled: bool = True
     order: int | None = None  # overrides the rule's built-in order
+
+
+class RuleSetupError(ValueError):
+    """A rule's constructor could not set up from its (valid) config: a file it names is missing or
+    unreadable, a table does not compile… ``problems`` are ``(loc inside rules.<name>, message)``,
+    like :meth:`Rule.check`'s, and are reported the same way, with the process file's line."""
+
+    def __init__(self, problems: Sequence[tuple[Loc, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{format_loc(loc)}: {msg}" if loc else msg for loc, msg in self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +184,29 @@ def build_rules(process: Process, classes: Mapping[str, type], *,
     Every problem (an unknown rule name, an unknown key, a bad value, a failed cross-check) is
     reported at once as a :class:`ConfigError` with the process file's line when ``source`` is given.
     """
-    src = read_yaml(source)[0] if source is not None else None
-    src = src or YamlSource(str(source or "<process>"), None, {})
+    rules, problems = _build_rules(process, classes, source)
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
+def rule_problems(process: Process, classes: Mapping[str, type], *,
+                  source: Path | str | YamlSource | None = None) -> list[Problem]:
+    """What :func:`build_rules` would raise, as a list (empty: the rules load): ``leadhub validate``.
+
+    No store and no network: the rules are built and checked exactly as an engine start builds them.
+    ``source``: the process file, or that file already parsed.
+    """
+    return _build_rules(process, classes, source)[1]
+
+
+def _build_rules(process: Process, classes: Mapping[str, type],
+                 source: Path | str | YamlSource | None) -> tuple[list[Rule], list[Problem]]:
+    if isinstance(source, YamlSource):
+        src = source
+    else:
+        read = read_yaml(source)[0] if source is not None else None
+        src = read or YamlSource(str(source or "<process>"), None, {})
     problems: list[Problem] = []
     for name in process.rules:
         if name not in classes:
@@ -185,12 +220,17 @@ def build_rules(process: Process, classes: Mapping[str, type], *,
         except ValidationError as exc:
             problems += problems_from_error(exc, src, prefix=("rules", name), model=cls.Config)
             continue
-        rule = cls(config, process)
+        try:
+            rule = cls(config, process)
+        except RuleSetupError as exc:
+            problems += [src.problem(("rules", name, *loc), msg) for loc, msg in exc.problems]
+            continue
+        except ValueError as exc:  # a plugin's constructor refusing its config in its own words
+            problems.append(src.problem(("rules", name), str(exc)))
+            continue
         problems += [src.problem(("rules", name, *loc), msg) for loc, msg in rule.check()]
         rules.append(rule)
-    if problems:
-        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    return rules
+    return rules, sorted(problems, key=lambda p: p.line or 0)
 
 
 def _digest(*parts: Any) -> str:

@@ -38,10 +38,11 @@ from sqlmodel import Session
 
 from hub.actions import Action
 from hub.context import RuleContext
-from hub.engine import LeadChange, Rule, RuleConfig
+from hub.engine import LeadChange, Rule, RuleConfig, RuleSetupError
 from hub.model import Lead
 from hub.process import Duration, DurationField, Loc
 from rules.routing.config import RoutingSettings
+from rules.routing.decision_table import DecisionTable
 from rules.routing.router import Decision, Router
 
 __all__ = ["Routing", "RULES", "Decision", "Router", "RoutingSettings"]
@@ -68,7 +69,18 @@ class Routing(Rule):
 
     def __init__(self, config: RuleConfig | None = None, process: Any = None):
         super().__init__(config, process)
-        self.router = Router(self.config, self.process)
+        try:
+            self.router = Router(self.config, self.process)
+        except ValueError as exc:  # a decision table that cannot be read or compiled: name each one
+            problems: list[tuple[Loc, str]] = []
+            for i, r in enumerate(self.config.rules):
+                try:
+                    if r.table is not None:
+                        DecisionTable(r.table)
+                except ValueError as bad:
+                    problems.append((("rules", i, "table"), str(bad)))
+            # and the cross-checks, which need only the config: every problem in one report
+            raise RuleSetupError((problems or [((), str(exc))]) + self.check()) from None
 
     # -- the engine's interface ------------------------------------------------------------
     def wants(self, change: LeadChange) -> bool:

@@ -112,6 +112,42 @@ def test_validate_reports_problems_with_file_and_line(tmp_path):
     assert "process.yaml:" in res.stderr and "MQLL" in res.stderr
 
 
+def test_validate_checks_the_rules_settings_as_the_engine_would(tmp_path):
+    # the example's rules validate (above, with its config); here each kind of rule problem, all in one run
+    text = (REPO / "examples/process.yaml").read_text()
+    broken = {
+        "          - claire.dubois@brightfield.example\n": "          - claire.dubios@brightfield.example\n",
+        "    gmail_dots: true": "    gmail_dot: true",
+        'lead.next_action > now + duration("168h")': 'lead.next_action > now + duraton("168h")',
+        "    not_now_to: Nurture": "    not_now_to: Nurtur",
+        "      # - {name: partner deals,": "      - {name: partner deals,",
+    }
+    for old, new in broken.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    bad = tmp_path / "process.yaml"
+    bad.write_text(text)
+
+    def at(snippet: str) -> str:
+        return f"{bad}:{text[:text.index(snippet)].count(chr(10)) + 1}:"
+
+    res = run("validate", str(bad))
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stderr.splitlines()
+    expected = [
+        f"{at('claire.dubios')} rules.routing.pools.europe.members[1]: claire.dubios@brightfield.example is not in "
+        "the team",
+        f"{at('gmail_dot:')} rules.dedup.gmail_dot: unknown key 'gmail_dot' (did you mean 'gmail_dots'?)",
+        f"{at('duraton')} rules.governance.checks[0].when: unknown function 'duraton'",
+        f"{at('not_now_to:')} rules.stale.not_now_to: unknown status 'Nurtur'",
+        f"{at('{name: partner deals')} rules.routing.rules[4].table: cannot read decision table "
+        "'routing/partners.json'",
+    ]
+    for line in expected:
+        assert any(got.startswith(line) for got in lines), (line, res.stderr)
+    assert "5 error(s)" in res.stderr
+
+
 def test_sandbox_command_serves_until_terminated():
     proc = subprocess.Popen([LEADHUB, "sandbox", "hubspot", "--n", "50", "--seed", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -196,3 +232,76 @@ def test_sync_dry_run_prints_the_plan_and_changes_nothing_then_backfill_runs(tmp
     assert run("sync", "-c", str(cfg), "--json", **token).returncode == 0
     back = run("backfill", "-c", str(cfg), "--field", "title", **token)
     assert back.returncode == 0 and "20 leads read, 0 changed, 0 writes" in back.stdout
+
+
+def test_status_counts_crm_merges_and_rule_tasks(tmp_path, served_box, monkeypatch):
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from hub.actions import Task
+    from hub.model import Lead, utcnow
+    from hub.runtime import Hub
+    from hub.store import LeadRow, Link, row_values
+    from rules.dedup.tables import MergeRequest
+
+    served_box.seed(4, seed=6)
+    cfg = write_config(tmp_path, served_box.url, tmp_path / "hub.db")
+    token = {"TEST_HUBSPOT_TOKEN": served_box.token}
+    assert run("sync", "-c", str(cfg), "--json", **token).returncode == 0
+    empty = json.loads(run("status", "-c", str(cfg), "--json", **token).stdout)
+    (m,) = empty["connections"]
+    assert m["merges"] == {"requested": 0, "done": 0, "failed": 0, "unsupported": 0, "skipped": 0}
+    assert (m["merge_failure"], m["tasks_pushed"], m["tasks_failed"], m["task_error"]) == (None, 0, 0, None)
+    assert (empty["tasks_open"], empty["tasks_unlinked"]) == (0, 0)
+
+    now = utcnow()
+    monkeypatch.setenv("TEST_HUBSPOT_TOKEN", served_box.token)  # the books are filled in-process
+    with Hub.from_file(cfg) as hub, hub.store.session() as s:
+        a, b, c, d = s.execute(sa.select(Link.lead_id).where(Link.connection == "marketing")
+                               .order_by(Link.id)).scalars()
+        loner = Lead(first_name="Nobody", last_name="Anywhere", status="Lead")  # no record in any CRM
+        s.add(LeadRow(**row_values(loner), created_at=now, updated_at=now))
+        gone = s.execute(sa.select(Link).where(Link.lead_id == d)).scalar_one()
+        gone.deleted_at = now  # its record was deleted in HubSpot
+        for i, (state, message) in enumerate([("done", None), ("done", None), ("requested", None),
+                                              ("failed", "Could not find contacts 1"),
+                                              ("failed", "Could not find contacts 2"),  # the newest failure
+                                              ("skipped", "inactive"), ("unsupported", "by hand")]):
+            s.add(MergeRequest(survivor_id=a, merged_id=b, connection="marketing", object="contacts",
+                               survivor_remote_id="1", merged_remote_id="2", confidence=0.99, state=state,
+                               message=message, at=now, updated_at=now + timedelta(seconds=i)))
+        s.add(MergeRequest(survivor_id=a, merged_id=b, connection="elsewhere", object="contacts", confidence=0.99,
+                           state="failed", message="not ours", at=now, updated_at=now + timedelta(minutes=5)))
+        s.add_all([
+            Task(lead_id=a, rule="sla", kind="breach", title="in HubSpot", connection="marketing", remote_id="t1",
+                 pushed_at=now),
+            Task(lead_id=b, rule="sla", kind="breach", title="in HubSpot", connection="marketing", remote_id="t2",
+                 pushed_at=now),
+            Task(lead_id=a, rule="sla", kind="breach", title="done", state="done", connection="marketing",
+                 remote_id="t3", pushed_at=now),
+            Task(lead_id=c, rule="sla", kind="breach", title="refused", connection="marketing",
+                 push_error="old refusal", push_attempts=1),
+            Task(lead_id=b, rule="sla", kind="breach", title="refused", connection="marketing",
+                 push_error="owner 42 is not a HubSpot user", push_attempts=1),  # the newest refusal
+            Task(lead_id=c, rule="sla", kind="review", title="not pushed yet"),
+            Task(lead_id=loner.id, rule="governance", kind="violation", title="unlinked"),
+            Task(lead_id=d, rule="governance", kind="violation", title="unlinked: its record is gone"),
+            Task(lead_id=loner.id, rule="governance", kind="violation", title="dismissed", state="dismissed"),
+        ])
+
+    res = run("status", "-c", str(cfg), "--json", **token)
+    assert res.returncode == 0, res.stderr
+    st = json.loads(res.stdout)
+    (m,) = st["connections"]
+    assert m["merges"] == {"requested": 1, "done": 2, "failed": 2, "unsupported": 1, "skipped": 1}
+    assert m["merge_failure"] == "Could not find contacts 2"
+    assert (m["tasks_pushed"], m["tasks_failed"], m["task_error"]) == (2, 2, "owner 42 is not a HubSpot user")
+    assert (st["tasks_open"], st["tasks_unlinked"]) == (7, 2)
+
+    table = run("status", "-c", str(cfg), **token).stdout
+    assert "1 requested, 2 done, 2 failed, 1 unsupported, 1 skipped" in table
+    assert "2 in CRM, 2 refused" in table
+    assert "marketing: latest CRM merge failure: Could not find contacts 2" in table
+    assert "marketing: latest task push error: owner 42 is not a HubSpot user" in table
+    assert "7 open rule tasks, 2 unlinked" in table

@@ -10,7 +10,7 @@ from pydantic import SecretStr, field_validator
 from hub.config import ConnectionConfig, HubConfig, load_config, validate_config, validate_files
 from hub.connector import Connector, ConnectorSettings
 from hub.errors import ConfigError
-from hub.process import Duration, default_process
+from hub.process import Duration, default_process, is_warning
 
 TOKEN = "pat-na1-s3cr3t-t0ken"
 
@@ -285,6 +285,23 @@ def test_validate_files(tmp_path):
     assert validate_files(config, tmp_path / "process.yaml", CONNECTORS) == problems  # not reported twice
     assert validate_files(None, tmp_path / "process.yaml", CONNECTORS) == problems[1:]
     assert validate_files(None, None, CONNECTORS) == []
+
+
+def test_validate_files_checks_the_rules_settings_when_given_the_rules(tmp_path):
+    from rules import builtin_rules
+
+    rules = {cls.name: cls for cls in builtin_rules()}
+    text = (Path(__file__).resolve().parents[2] / "hub" / "default_process.yaml").read_text()
+    path = write(tmp_path, text.replace("requalify_to: SAL ", "requalify_to: SALL"), "process.yaml")
+    config = write(tmp_path, "process: process.yaml\n" + BASE)
+    (problem,) = validate_files(config, None, CONNECTORS, rules)
+    assert (problem.line, problem.field, problem.message) == (
+        line_of(path.read_text(), "SALL"), "rules.stale.requalify_to", "unknown status 'SALL'")
+    assert validate_files(None, path, CONNECTORS) == []  # without the rules: the process file alone
+    # a process file that is itself broken is not built into rules (its own problems come first)
+    write(tmp_path, path.read_text().replace("to: Opportunity}", "to: Oportunity}", 1), "process.yaml")
+    assert [p.field for p in validate_files(None, path, CONNECTORS, rules) if not is_warning(p)] == [
+        "transitions[10].to"]
 
 
 def test_yaml_error_in_config(tmp_path):

@@ -142,7 +142,7 @@ def test_example_process_is_clean_and_usable():
     assert p.manager_of("sofia.brandt@brightfield.example") is None
     assert p.person("nobody@brightfield.example") is None
     jonas = p.person("jonas.keller@brightfield.example")
-    assert jonas.territories == ("DE", "AT") and jonas.away_on(date(2026, 8, 5))
+    assert jonas.territories == ("DACH",) and jonas.away_on(date(2026, 8, 5))
     assert not jonas.away_on(date(2026, 8, 15))
     assert p.calendar() is p.calendar("dach")
     assert p.status("SAL").business_hours and str(p.status("SAL").sla["due"]) == "8h"
