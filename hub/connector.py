@@ -54,6 +54,7 @@ __all__ = [
     "RemoteWrite",
     "WriteResult",
     "TaskOp",
+    "TaskClose",
     "TaskResult",
     "RemoteUser",
     "TimestampCursor",
@@ -291,6 +292,19 @@ class TaskOp:
         return bool(text) and re.search(rf"{re.escape(self.marker)}(?!\d)", str(text)) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskClose:
+    """A task the hub pushed (``remote_id``: the CRM's task) and has since closed: to close in the CRM.
+
+    ``dismissed``: the hub dismissed it rather than did it — "canceled" where the CRM has such a state
+    (Dynamics 365), completed elsewhere. Closing is idempotent: a task already closed stays closed.
+    """
+
+    task_id: int
+    remote_id: str
+    dismissed: bool = False
+
+
 @dataclass(slots=True)
 class TaskResult:
     task_id: int
@@ -298,6 +312,7 @@ class TaskResult:
     remote_id: str | None = None
     error: str | None = None  # the vendor's verbatim message when not ok
     retryable: bool = False
+    gone: bool = False  # closing: the CRM no longer has the task (deleted there); ``error`` says so in its words
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +400,7 @@ class Connector:
     sandbox: ClassVar[str | None] = None
     #: the CRM can merge two records through its API, and :meth:`merge` does it
     can_merge: ClassVar[bool] = False
-    #: the CRM has tasks (or activities) and :meth:`write_tasks` creates them
+    #: the CRM has tasks (or activities): :meth:`write_tasks` creates them, :meth:`close_tasks` closes them
     can_write_tasks: ClassVar[bool] = False
 
     def __init__(self, settings: ConnectorSettings, *, connection: str = "", meter: CallMeter | None = None,
@@ -422,6 +437,12 @@ class Connector:
         which values survive; the hub writes its own view back afterwards as usual."""
         raise NotImplementedError(f"{self.name}: this connector cannot merge records in the CRM")
 
+    def merge_blocker(self, remote_id: str, fields: Mapping[str, Any]) -> str | None:
+        """Why the CRM is certain to refuse merging record ``remote_id``, judged from its canonical
+        ``fields`` as last synced (``links.synced``) — e.g. Dynamics merges only active leads — or
+        None when it may be merged (the CRM still decides). Makes no call."""
+        return None
+
     def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
         """Create at most ``limits.batch_size`` tasks, each on its lead's record, owned by
         ``owner_remote``; one result per op. Idempotent: an op pushed twice is one task in the CRM
@@ -430,6 +451,14 @@ class Connector:
         a batch refused whole raises, and :mod:`hub.tasks_push` splits it. Only where
         ``can_write_tasks`` is True."""
         raise NotImplementedError(f"{self.name}: this connector cannot create tasks in the CRM")
+
+    def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
+        """Close at most ``limits.batch_size`` tasks this connector created (completed; canceled where
+        the CRM has it and ``dismissed``); one result per op. Idempotent: closing a closed task is
+        harmless. A task the CRM no longer has (deleted there) is ``TaskResult(ok=False, gone=True,
+        error=<the vendor's message>)``; another refusal ``ok=False`` with the vendor's message; a batch
+        refused whole raises, and :mod:`hub.tasks_push` splits it. Only where ``can_write_tasks``."""
+        raise NotImplementedError(f"{self.name}: this connector cannot close tasks in the CRM")
 
     def remote_owner(self, email: str | None) -> str | None:
         """The CRM user id for a team member's e-mail (the owner map used for leads); None if unknown."""

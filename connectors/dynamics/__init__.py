@@ -25,7 +25,10 @@ Merges: the Web API's unbound ``Merge`` action (``POST …/Merge`` with ``Target
 ``UpdateContent``, ``PerformParentingChecks``; learn.microsoft.com "Merge entity using Web API")
 deactivates the subordinate lead, sets its ``merged`` and its ``masterid`` to the target, so change
 tracking shows it as an update; a lead read with ``_masterid_value`` is reported deleted with
-``merged_into`` = that id. :meth:`DynamicsConnector.merge` calls the action. (Adding
+``merged_into`` = that id. :meth:`DynamicsConnector.merge` calls the action. Both leads must be
+active (markcarrington.dev, "MSDyn365 Internals: Merge Permissions": "master entity:{name}-{id} is
+deactive"), so :meth:`DynamicsConnector.merge_blocker` names a Qualified or Disqualified side from
+its synced status and the hub does not send that merge (:mod:`rules.dedup.remote`). (Adding
 ``_masterid_value`` to ``$select`` made an existing delta link's columns differ: the first sync
 after the upgrade reads a fresh snapshot, matched to the hub's links by id.)
 
@@ -50,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +81,8 @@ _IDS_PER_QUERY = 200  # GUIDs per In() filter: ~9 KB of URL, well under the Web 
 _CODES = ("statecode", "statuscode", "salesstage")
 MASTER = "_masterid_value"  # on a lead merged into another: that lead (masterid)
 MAX_PAGE = 5000  # Dataverse's default and largest page
+#: a lead's inactive states (statecode): Dataverse refuses to merge a lead in one of them
+_INACTIVE_STATES = {"1": "Qualified", "2": "Disqualified"}
 
 
 class DynamicsSettings(ConnectorSettings):
@@ -330,6 +335,22 @@ class DynamicsConnector(DynamicsTasks, Connector):
         self._send("POST", "Merge", json={"Target": {"@odata.type": lead, "leadid": survivor_remote_id},
                                           "Subordinate": {"@odata.type": lead, "leadid": loser_remote_id},
                                           "UpdateContent": {"@odata.type": lead}, "PerformParentingChecks": False})
+
+    def merge_blocker(self, remote_id: str, fields: Mapping[str, Any]) -> str | None:
+        """Dataverse merges only active leads: either side inactive (statecode 1 Qualified or 2
+        Disqualified) and ``Merge`` answers "master entity:lead-{id} is deactive" (or "sub-entity:…").
+        The state comes from the record's canonical status as last synced, through this connection's
+        status map (stock map: Opportunity, Negotiation and Closed Won are Qualified, Closed Lost is
+        Disqualified; Nurture is an Open status reason). Unknown or unmapped status: None."""
+        status = fields.get("status")
+        try:
+            state = self.statuses.to_remote(str(status)).get("statecode") if status else None
+        except KeyError:
+            return None
+        if state in (None, "", "0"):
+            return None
+        label = _INACTIVE_STATES.get(str(state), f"inactive (statecode {state})")
+        return f"Dynamics merges only active leads; lead {remote_id} is {label} ({status})"
 
     def list_owners(self) -> list[RemoteUser]:
         users: list[RemoteUser] = []

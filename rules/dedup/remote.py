@@ -4,7 +4,8 @@ When the dedup rule merges two hub leads that both had a record in one CRM, it l
 ``dedup_merge_requests`` row (:func:`rules.dedup.incremental.request_crm_merges`, state
 ``requested``). After each connection's push in a sync cycle — the ``hub_after_push`` hook, which
 the built-in ``rules`` plugin implements with :func:`after_push` — :func:`carry_out` works through
-that connection's ``requested`` rows, oldest first, and settles each in its own transaction:
+that connection's ``requested`` rows, oldest first, then its ``skipped`` ones, and settles each in its
+own transaction:
 
 * **nothing to merge** (``done``): the survivor had no record there, so the hub's merge moved the
   merged lead's record to it; or the merged record is gone already (deleted or merged in the CRM —
@@ -12,6 +13,21 @@ that connection's ``requested`` rows, oldest first, and settles each in its own 
 * **the survivor has no live record there** (``failed``): there is nothing to merge into;
 * **the connector cannot merge** (``unsupported``, set once, with why): both records stay, a person
   merges them in the CRM; nothing retries it;
+* **the CRM is certain to refuse it** (``skipped``, with why): :meth:`hub.connector.Connector.merge_blocker`
+  names a record the CRM will not merge, judged from what the hub last synced of it (``links.synced``,
+  no call). Dynamics merges only active leads, and a lead that is Qualified (Opportunity,
+  Negotiation, Closed Won) or Disqualified (Closed Lost) answers "master entity:lead-{id} is
+  deactive" — every run, and nobody can fix it short of reopening a deal that is over. So the
+  merge is not sent: the request becomes ``skipped`` once, its ``message`` naming the record, its
+  hub lead and its status ("Dynamics merges only active leads; lead … is Disqualified (Closed
+  Lost) — the survivor's record, hub lead …"), and both records stay (in the hub they are one lead
+  already, which keeps both links). No ``record_issues`` row and no warning: there is nothing to
+  act on. Each later run looks at the skipped requests again from the store alone (no call, no
+  write while nothing changed): once the hub sees both records active again (reactivated in the
+  CRM, or the hub wrote an open status there), the merge goes ahead as below. The hub does not
+  reactivate a record to merge it: Dataverse documents no such path, reactivating a Qualified lead
+  cuts it from its won deal's state, and a crash between reactivating and restoring would leave a
+  closed lead open;
 * **the survivor's record does not carry the hub's id yet** (its stamp is an open write; left
   ``requested``, ``message`` says why): the CRM keeps the survivor's values in a merge, and
   HubSpot's merged contact would otherwise carry the merged lead's id; the next run tries again.
@@ -51,14 +67,16 @@ from hub.model import utcnow
 from hub.store import Link, OutboxRow, RecordIssue, Store
 from rules.dedup.tables import MergeRequest
 
-__all__ = ["REQUESTED", "DONE", "FAILED", "UNSUPPORTED", "STATES", "MergeOutcome", "after_push", "carry_out",
-           "refused"]
+__all__ = ["REQUESTED", "DONE", "FAILED", "UNSUPPORTED", "SKIPPED", "STATES", "MergeOutcome", "after_push",
+           "carry_out", "refused"]
 
 log = logging.getLogger(__name__)
 
-REQUESTED, DONE, FAILED, UNSUPPORTED = "requested", "done", "failed", "unsupported"
+REQUESTED, DONE, FAILED, UNSUPPORTED, SKIPPED = "requested", "done", "failed", "unsupported", "skipped"
 #: every state of a merge request (see the module docstring)
-STATES = (REQUESTED, DONE, FAILED, UNSUPPORTED)
+STATES = (REQUESTED, DONE, FAILED, UNSUPPORTED, SKIPPED)
+#: the states :func:`carry_out` looks at again on every run
+_OPEN = (REQUESTED, SKIPPED)
 #: 4xx answers that say nothing about the merge itself: credentials, proxies, timeouts, rate limits
 _NOT_REFUSALS = frozenset({401, 403, 407, 408, 425, 429})
 _WAIT = "wait"
@@ -73,6 +91,7 @@ class MergeOutcome:
     done: int = 0  # merged in the CRM, or nothing was left to merge
     failed: int = 0  # refused by the CRM, or no survivor record to merge into
     unsupported: int = 0  # the connector cannot merge
+    skipped: int = 0  # newly skipped: the CRM is certain to refuse it (an inactive record, see merge_blocker)
     waiting: int = 0  # left requested: the survivor's record does not carry the hub's id yet
     errors: list[str] = field(default_factory=list)  # "request <id>: <message>" for each failure
     error: str | None = None  # what stopped the run early; the rest stays requested
@@ -104,10 +123,11 @@ def refused(exc: BaseException) -> bool:
 def after_push(connection: str, connector: Connector, store: Store, run: dict[str, Any]) -> MergeOutcome:
     """The ``hub_after_push`` work: :func:`carry_out`; an error that stopped it is raised for the run log."""
     out = carry_out(store, connection, connector, run_id=run.get("id"))
-    if out.done or out.failed or out.unsupported:
+    if out.done or out.failed or out.unsupported or out.skipped:
         log.log(logging.WARNING if out.failed else logging.INFO,
-                "%s: CRM merges: %d done, %d failed, %d unsupported, %d waiting (see dedup_merge_requests)",
-                connection, out.done, out.failed, out.unsupported, out.waiting)
+                "%s: CRM merges: %d done, %d failed, %d unsupported, %d skipped, %d waiting "
+                "(see dedup_merge_requests)",
+                connection, out.done, out.failed, out.unsupported, out.skipped, out.waiting)
     if out.error:
         raise ConnectorError(f"merges: {out.error}")
     return out
@@ -115,26 +135,29 @@ def after_push(connection: str, connector: Connector, store: Store, run: dict[st
 
 def carry_out(store: Store, connection: str, connector: Connector, *, run_id: int | None = None,
               limit: int | None = None) -> MergeOutcome:
-    """Settle ``connection``'s ``requested`` merge requests (see the module docstring); ``limit``: at
-    most this many this run. Never raises for the CRM's answers: see :class:`MergeOutcome`."""
+    """Settle ``connection``'s ``requested`` merge requests, and look at its ``skipped`` ones again
+    (see the module docstring); ``limit``: at most this many this run, requested ones first. Never
+    raises for the CRM's answers: see :class:`MergeOutcome`."""
     out = MergeOutcome(connection)
     before = connector.meter.calls
     with Session(store.engine) as s:
         q = sa.select(MergeRequest.id).where(MergeRequest.connection == connection,
-                                             MergeRequest.state == REQUESTED).order_by(MergeRequest.id)
+                                             MergeRequest.state.in_(_OPEN)) \
+            .order_by(MergeRequest.state == SKIPPED, MergeRequest.id)
         ids = list(s.exec(q if limit is None else q.limit(limit)).scalars())
     for rid in ids:
         with Session(store.engine) as s:
             req = s.get(MergeRequest, rid)
-            if req is None or req.state != REQUESTED:
+            if req is None or req.state not in _OPEN:
                 continue
-            step, obj = _next_step(s, req, connector), req.object
+            step, obj, was = _next_step(s, req, connector), req.object, req.state
         if step.kind == _WAIT:
             out.waiting += 1
-            _settle(store, rid, None, step.message, run_id=run_id)
+            _settle(store, rid, REQUESTED, step.message, run_id=run_id)
             continue
         if step.kind != _MERGE:
-            _count(out, rid, step.kind, step.message)
+            if not (step.kind == SKIPPED and was == SKIPPED):  # still skipped: counted when it was set
+                _count(out, rid, step.kind, step.message)
             _settle(store, rid, step.kind, step.message, run_id=run_id)
             continue
         try:
@@ -161,6 +184,8 @@ def _count(out: MergeOutcome, rid: int, state: str, message: str | None) -> None
         out.done += 1
     elif state == UNSUPPORTED:
         out.unsupported += 1
+    elif state == SKIPPED:
+        out.skipped += 1
     elif state == FAILED:
         out.failed += 1
         out.errors.append(f"request {rid}: {message}")
@@ -186,6 +211,12 @@ def _next_step(s: Session, req: MergeRequest, connector: Connector) -> _Step:
         return _Step(UNSUPPORTED, f"the {connector.name} connector does not merge records: merge record "
                                   f"{merged.remote_id} into {survivor.remote_id} in {connector.title or 'the CRM'} "
                                   "by hand")
+    sides = (("survivor", survivor, req.survivor_id), ("merged lead", merged, req.merged_id))
+    blocked = [f"{why} — the {role}'s record, hub lead {lead_id}" for role, link, lead_id in sides
+               if (why := connector.merge_blocker(link.remote_id, link.synced or {}))]
+    if blocked:
+        return _Step(SKIPPED, "; ".join(blocked) + ". Not sent (the CRM would refuse it); both records stay, "
+                              "and the hub merges them once both are active there again")
     open_rows = s.exec(sa.select(OutboxRow.reasons).where(
         OutboxRow.connection == req.connection, OutboxRow.lead_id == req.survivor_id,
         OutboxRow.state.in_(outbox.OPEN_STATES))).scalars()
@@ -197,11 +228,12 @@ def _next_step(s: Session, req: MergeRequest, connector: Connector) -> _Step:
 
 def _settle(store: Store, rid: int, state: str | None, message: str | None, *, run_id: int | None,
             tombstone: _Step | None = None, rejected: _Step | None = None) -> None:
-    """Record one request's outcome (``state`` None: it stays requested) in one transaction."""
+    """Record one request's outcome in one transaction: nothing when it is neither requested nor
+    skipped any more, or already says exactly this."""
     now = utcnow()
     with store.session() as s:
         req = s.get(MergeRequest, rid)
-        if req is None or req.state != REQUESTED or (state is None and req.message == message):
+        if req is None or req.state not in _OPEN or (state == req.state and req.message == message):
             return
         if state is not None:
             req.state = state

@@ -9,7 +9,9 @@
   ``requested`` until then, ``done`` once the CRM merged them (or there was
   nothing left to merge), ``failed`` if the CRM refused (its words in
   ``message``), ``unsupported`` where the connector cannot merge (set once; a
-  person merges the records in the CRM). ``updated_at`` is the last change.
+  person merges the records in the CRM), ``skipped`` where the CRM is certain to
+  refuse it (Dynamics: a record is inactive; why in ``message``; not sent, and
+  merged once both records are active again). ``updated_at`` is the last change.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class MergeRequest(SQLModel, table=True):
     survivor_remote_id: str | None = Field(default=None, max_length=255)
     merged_remote_id: str | None = Field(default=None, max_length=255)
     confidence: float
-    state: str = Field(default="requested", max_length=20)  # requested | done | failed | unsupported
+    state: str = Field(default="requested", max_length=20)  # requested | done | failed | unsupported | skipped
     at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    message: str | None = None  # the CRM's words on a refusal, or why it is done / waiting / unsupported
+    message: str | None = None  # the CRM's words on a refusal, or why it is done / waiting / unsupported / skipped
     updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -170,6 +170,57 @@ def test_a_merge_the_crm_refuses_fails_with_its_words_and_the_push_goes_on(crm):
     assert [r.state for r in crm.requests()] == ["failed", "done"]  # a refusal is not retried
 
 
+@pytest.fixture
+def dynamics(tmp_path: Path) -> Iterator[One]:
+    box = DynamicsSandbox(rate=None)
+    with box.serve() as served, _hub(tmp_path, "sales", "dynamics", box.connector_settings(served.url)) as hub:
+        yield One(hub, box, "sales")
+
+
+@pytest.mark.parametrize(("side", "status", "state"), [("survivor", "Closed Lost", "Disqualified"),
+                                                       ("merged", "Closed Won", "Qualified")])
+def test_dynamics_merges_of_an_inactive_lead_are_skipped_once_and_made_when_it_is_active_again(
+        dynamics, side, status, state):
+    crm = dynamics
+    _two_of_one_person(crm)
+    (req,) = crm.requests()
+    inactive = req.survivor_remote_id if side == "survivor" else req.merged_remote_id
+    lead = req.survivor_id if side == "survivor" else req.merged_id
+    crm.box.remote_update(inactive, {"status": status})  # won or lost in Dynamics: the lead is closed there
+
+    crm.cycle()  # the pull sees it inactive, so the merge is not sent
+    (req,) = crm.requests()
+    assert (req.state, crm.merges_sent()) == ("skipped", 0), req.message
+    role = "survivor's" if side == "survivor" else "merged lead's"
+    assert req.message.startswith(f"Dynamics merges only active leads; lead {inactive} is {state} ({status}) — "
+                                  f"the {role} record, hub lead {lead}. Not sent"), req.message
+    assert crm.box.leads[inactive]["statecode"] != 0 and not any(r.get("merged") for r in crm.box.leads.values())
+    with Session(crm.hub.store.engine) as s:  # nothing for anyone to act on
+        assert s.execute(sa.select(RecordIssue).where(RecordIssue.kind == "merge_rejected")).first() is None
+    at = req.updated_at
+
+    crm.cycle()  # set once: nothing is sent, nothing rewritten
+    (again,) = crm.requests()
+    assert (again.state, again.message, again.updated_at, crm.merges_sent()) == ("skipped", req.message, at, 0)
+
+    crm.box.remote_update(inactive, {"status": "SQL"})  # reopened in Dynamics: both are active again
+    crm.cycle()
+    (done,) = crm.requests()
+    assert (done.state, crm.merges_sent()) == ("done", 1), done.message
+    assert len(crm.live_records()) == 1 and crm.box.leads[done.merged_remote_id]["merged"]
+
+
+def test_dynamics_merge_of_two_active_leads_is_sent_even_where_one_is_nurtured(dynamics):
+    crm = dynamics
+    _two_of_one_person(crm)
+    (req,) = crm.requests()
+    crm.box.remote_update(req.merged_remote_id, {"status": "Nurture"})  # an Open status reason: still active
+    crm.cycle()
+    (req,) = crm.requests()
+    assert (req.state, crm.merges_sent()) == ("done", 1), req.message
+    assert crm.box.leads[req.merged_remote_id]["merged"] and len(crm.live_records()) == 1
+
+
 # -- the decisions that need no CRM ---------------------------------------------------------------
 class FakeConnector:
     """Just what :func:`carry_out` touches: ``can_merge``, ``merge``, ``meter``, names."""
@@ -183,6 +234,9 @@ class FakeConnector:
         if self.fail is not None:
             raise self.fail
         self.merged.append((survivor, loser))
+
+    def merge_blocker(self, remote_id: str, fields: dict[str, Any]) -> str | None:
+        return f"closed record {remote_id}" if fields.get("status") == "Closed Lost" else None
 
 
 def _pair(store, *, survivor_remote: str | None = "S1", merged_remote: str = "M1") -> tuple[str, str]:
@@ -243,4 +297,19 @@ def test_a_merge_waits_until_the_survivors_record_carries_the_hub_id(sqlite_stor
     assert state == "requested" and message.startswith("waiting")
     with sqlite_store.session() as s:
         s.execute(sa.update(OutboxRow).values(state="done"))
+    assert carry_out(sqlite_store, "crm", cn).done == 1 and cn.merged == [("S1", "M1")]
+
+
+def test_a_skipped_merge_is_looked_at_again_from_the_store_alone(sqlite_store):
+    _pair(sqlite_store)
+    with sqlite_store.session() as s:
+        s.execute(sa.update(Link).where(Link.remote_id == "M1").values(synced={"status": "Closed Lost"}))
+    cn = FakeConnector()
+    out = carry_out(sqlite_store, "crm", cn)
+    assert (out.skipped, cn.merged, cn.meter.calls) == (1, [], 0)
+    ((state, message),) = _states(sqlite_store)
+    assert state == "skipped" and message.startswith("closed record M1 — the merged lead's record, hub lead ")
+    assert carry_out(sqlite_store, "crm", cn).skipped == 0 and _states(sqlite_store) == [(state, message)]
+    with sqlite_store.session() as s:  # the hub wrote an open status there
+        s.execute(sa.update(Link).where(Link.remote_id == "M1").values(synced={"status": "SQL"}))
     assert carry_out(sqlite_store, "crm", cn).done == 1 and cn.merged == [("S1", "M1")]
