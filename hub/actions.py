@@ -11,7 +11,8 @@ Tables (listed in ``hub.store.TABLE_MODULES``; revision ``0002``):
   unique, which is what makes a keyed action fire once.
 * ``tasks`` — work for a person (reminders, SLA breaches, escalations, reviews, missing fields),
   ``open`` until done or dismissed; pushed as a task into the CRM where the lead's owner works
-  (:mod:`hub.tasks_push`, revision ``0005``: ``connection``, ``remote_id``, ``pushed_at``…).
+  (:mod:`hub.tasks_push`, revision ``0005``: ``connection``, ``remote_id``, ``pushed_at``…), and
+  closed there once closed here (revision ``0007``: ``remote_closed_at``, ``close_error``).
 * ``lead_flags`` — markers on a lead (``stalled``, ``stale``, ``incomplete``…), one per name.
 * ``lead_relations`` — ``duplicate`` links and ``merged_into`` between two leads.
 * ``rule_leads`` — the engine's book per lead: when it last looked, when to look again
@@ -213,7 +214,8 @@ class RuleAction(SQLModel, table=True):
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (sa.Index("ix_tasks_unpushed", "state", "remote_id"),)
+    __table_args__ = (sa.Index("ix_tasks_unpushed", "state", "remote_id"),
+                      sa.Index("ix_tasks_unclosed", "connection", "remote_closed_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=64)
@@ -231,6 +233,9 @@ class Task(SQLModel, table=True):
     pushed_at: datetime | None = _ts()
     push_error: str | None = None  # the CRM's last refusal, verbatim; retried every run
     push_attempts: int = 0
+    # closed in the hub after it was pushed: closed in its CRM too (hub.tasks_push, revision 0007)
+    remote_closed_at: datetime | None = _ts()  # when the CRM closed it (or was found not to have it any more)
+    close_error: str | None = None  # the CRM's last refusal of the close, verbatim, or its word that the task is gone
 
 
 class LeadFlag(SQLModel, table=True):

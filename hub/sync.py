@@ -104,6 +104,7 @@ class SyncOutcome:
     dismissed: int = 0
     rejected: int = 0
     tasks_pushed: int = 0
+    tasks_closed: int = 0  # closed in the hub, now closed in the CRM (or found deleted there)
     tasks_failed: int = 0
     api_calls: int = 0
     pull_calls: int = 0
@@ -258,12 +259,14 @@ class Syncer:
                 return
 
     def _push_tasks(self, conn: Connection, out: SyncOutcome) -> None:
-        """The rules' open tasks (SLA breaches, escalations…) into the owner's CRM (see :mod:`hub.tasks_push`)."""
+        """The rules' open tasks (SLA breaches, escalations…) into the owner's CRM, and the ones closed since
+        closed there (see :mod:`hub.tasks_push`)."""
         from hub.tasks_push import preference, push_tasks
 
         done = push_tasks(self.store, conn.name, conn.connector, prefer=preference(self._conns.values()),
                           run_id=out.run_id)
         out.tasks_pushed += done.pushed
+        out.tasks_closed += done.closed + done.gone
         out.tasks_failed += done.failed
         if done.error:
             out.error = "; ".join(filter(None, [out.error, f"tasks: {done.error}"]))

@@ -22,13 +22,24 @@ is sent, so after a crash between the CRM's answer and the hub's commit, the nex
 ``maybe_exists=True`` and the connector finds the task it made (by upsert key or by the
 ``leadhub-task:<id>`` marker in its body) instead of creating a second one.
 
-Only open tasks are pushed, once: closing or dismissing a task in the hub does not (yet) close it
-in the CRM. The function needs nothing from :mod:`hub.sync`; it opens its own transactions.
+Only open tasks are pushed, once: a task closed in the hub before it was pushed is never pushed.
+
+Closing: a pushed task (``remote_id`` set) that the hub then closes (``done`` or ``dismissed``) is
+closed in its CRM by the next push of its connection, in the CRM's batches
+(:meth:`hub.connector.Connector.close_tasks`): HubSpot ``hs_task_status`` ``COMPLETED``, Salesforce
+``Status`` ``Completed``, Dynamics ``statecode`` 1 Completed (2 Canceled when dismissed), Pipedrive
+``done: true``. Books: ``remote_closed_at`` once the CRM closed it; ``close_error`` (the CRM's words)
+while it refuses, retried every run. A task the CRM no longer has (deleted there) counts as closed:
+``remote_closed_at`` set, ``close_error`` saying why, never sent again. Closing is idempotent on
+every CRM, so nothing is claimed first: after a crash between the CRM's answer and the hub's commit,
+the next run just closes it again. With nothing to close (or create) the push makes no call at all.
+
+The function needs nothing from :mod:`hub.sync`; it opens its own transactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,12 +47,14 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from hub.actions import Task
-from hub.connector import REJECTING, Connector, TaskOp, TaskResult
+from hub.connector import REJECTING, Connector, TaskClose, TaskOp, TaskResult
 from hub.errors import AuthError, ConnectorError, RateLimitError, TransientError
 from hub.model import utcnow
 from hub.store import LeadRow, Link, RecordIssue, Store
 
-__all__ = ["TaskPushOutcome", "preference", "push_tasks", "route_task", "unpushed"]
+__all__ = ["TaskPushOutcome", "preference", "push_tasks", "route_task", "unclosed", "unpushed"]
+
+_CLOSED = ("done", "dismissed")
 
 
 @dataclass
@@ -50,10 +63,12 @@ class TaskPushOutcome:
 
     connection: str
     pushed: int = 0  # created in the CRM (or found there, made by an earlier push)
-    failed: int = 0  # refused or unanswered this run; retried next run
+    closed: int = 0  # closed in the hub, now closed in the CRM too
+    gone: int = 0  # closed in the hub, but deleted in the CRM meanwhile: counted as closed, never sent again
+    failed: int = 0  # creates or closes refused or unanswered this run; retried next run
     elsewhere: int = 0  # open tasks that belong to another connection
     unlinked: list[int] = field(default_factory=list)  # task ids whose lead has no link in a task-capable CRM
-    errors: list[str] = field(default_factory=list)  # the CRM's messages, "task <id>: <message>"
+    errors: list[str] = field(default_factory=list)  # the CRM's words: "task <id>: …", "task <id> close: …"
     error: str | None = None  # what stopped the push early (auth, rate limit, an unreachable CRM)
     api_calls: int = 0
 
@@ -79,10 +94,11 @@ def route_task(task: Task, links: dict[str, Link], order: Sequence[str]) -> str 
 
 def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Sequence[str] | None = None,
                run_id: int | None = None, limit: int | None = None) -> TaskPushOutcome:
-    """Send the open, unpushed tasks that belong to ``conn_name`` into its CRM, in the connector's
-    batch size. ``prefer``: task-capable connections in order of preference (see the module
-    docstring); ``run_id``: the sync run, for the ``record_issues`` of refused tasks; ``limit``: at
-    most this many tasks this run. Never raises for the CRM's answers: see :class:`TaskPushOutcome`."""
+    """Send the open, unpushed tasks that belong to ``conn_name`` into its CRM, then close there the
+    pushed ones the hub has closed since, in the connector's batch size. ``prefer``: task-capable
+    connections in order of preference (see the module docstring); ``run_id``: the sync run, for the
+    ``record_issues`` of refused tasks; ``limit``: at most this many tasks created, and as many
+    closed, this run. Never raises for the CRM's answers: see :class:`TaskPushOutcome`."""
     out = TaskPushOutcome(conn_name)
     if not connector.can_write_tasks:
         return out
@@ -90,15 +106,25 @@ def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Se
     if conn_name not in order:
         return out
     calls_before = connector.meter.calls
-    with Session(store.engine) as s:
-        if s.exec(sa.select(Task.id).where(Task.state == "open", Task.remote_id.is_(None), sa.or_(
-                Task.connection.is_(None), Task.connection == conn_name)).limit(1)).first() is None:
-            return out  # nothing to send: no call, not even for the owner map
+    with Session(store.engine) as s:  # neither to create nor to close: no call, not even for the owner map
+        to_create = s.exec(sa.select(Task.id).where(Task.state == "open", Task.remote_id.is_(None), sa.or_(
+            Task.connection.is_(None), Task.connection == conn_name)).limit(1)).first() is not None
+        to_close = s.exec(sa.select(Task.id).where(*_unclosed(conn_name)).limit(1)).first() is not None
+    if to_create and not _create(store, conn_name, connector, order, out, run_id, limit):
+        return _done(out, connector, calls_before)  # stopped (auth, rate limit, the CRM unreachable)
+    if to_close:
+        _close(store, conn_name, connector, out, run_id, limit)
+    return _done(out, connector, calls_before)
+
+
+def _create(store: Store, conn_name: str, connector: Connector, order: list[str], out: TaskPushOutcome,
+            run_id: int | None, limit: int | None) -> bool:
+    """The creating half of :func:`push_tasks`; False if an error stopped it (``out.error``)."""
     try:
         connector._owners  # noqa: B018 -- the owner map (an API call), read before any task is claimed
     except ConnectorError as exc:
         out.error = str(exc)
-        return _done(out, connector, calls_before)
+        return False
     size = max(connector.limits.batch_size, 1)
     last_id, sent = 0, 0
     while limit is None or sent < limit:
@@ -109,15 +135,15 @@ def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Se
         for start in range(0, len(ops), size):
             batch = ops[start:start + size]
             try:
-                results = _send(connector, batch)
+                results = _send(connector.write_tasks, batch)
             except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
                 out.error = str(exc)
                 _record(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True) for op in batch],
                         batch, out, run_id)
-                return _done(out, connector, calls_before)
+                return False
             _record(store, conn_name, results, batch, out, run_id)
         sent += len(ops)
-    return _done(out, connector, calls_before)
+    return True
 
 
 def _done(out: TaskPushOutcome, connector: Connector, calls_before: int) -> TaskPushOutcome:
@@ -164,18 +190,19 @@ def _claim(store: Store, conn_name: str, connector: Connector, order: list[str],
         return ops, tasks[-1].id
 
 
-def _send(connector: Connector, batch: list[TaskOp]) -> list[TaskResult]:
-    """One batch; if the CRM refuses it whole (a 4xx about its content), split it until the bad task
-    stands alone, so one invalid task never blocks the rest."""
+def _send(write: Callable[[list[Any]], list[TaskResult]], batch: list[Any]) -> list[TaskResult]:
+    """One batch (``write``: the connector's ``write_tasks`` or ``close_tasks``); if the CRM refuses it
+    whole (a 4xx about its content), split it until the bad task stands alone, so one invalid task
+    never blocks the rest."""
     try:
-        return connector.write_tasks(batch)
+        return write(batch)
     except ConnectorError as exc:
         if isinstance(exc, (AuthError, RateLimitError, TransientError)) or exc.status not in REJECTING:
             raise
         if len(batch) == 1:
             return [TaskResult(batch[0].task_id, False, None, exc.vendor_message or str(exc))]
         mid = len(batch) // 2
-        return _send(connector, batch[:mid]) + _send(connector, batch[mid:])
+        return _send(write, batch[:mid]) + _send(write, batch[mid:])
 
 
 def _record(store: Store, conn_name: str, results: list[TaskResult], batch: list[TaskOp], out: TaskPushOutcome,
@@ -200,6 +227,78 @@ def _record(store: Store, conn_name: str, results: list[TaskResult], batch: list
                     s.add(RecordIssue(run_id=run_id, connection=conn_name, remote_id=op.lead_remote_id,
                                       lead_id=task.lead_id, kind="task_rejected", message=message, at=now))
             s.add(task)
+
+
+# -- closing ----------------------------------------------------------------------------------------
+def _unclosed(conn_name: str) -> tuple[Any, ...]:
+    """Where a task is in ``conn_name``'s CRM, closed in the hub, and not (yet) closed there."""
+    return (Task.connection == conn_name, Task.remote_closed_at.is_(None), Task.state.in_(_CLOSED),
+            Task.remote_id.is_not(None))
+
+
+def _close(store: Store, conn_name: str, connector: Connector, out: TaskPushOutcome, run_id: int | None,
+           limit: int | None) -> None:
+    """The closing half of :func:`push_tasks`. Nothing is claimed: closing twice is harmless."""
+    size = max(connector.limits.batch_size, 1)
+    last_id, sent = 0, 0
+    while limit is None or sent < limit:
+        chunk = size * 5 if limit is None else min(size * 5, limit - sent)
+        with Session(store.engine) as s:
+            rows = s.exec(sa.select(Task.id, Task.remote_id, Task.state).where(*_unclosed(conn_name), Task.id > last_id)
+                          .order_by(Task.id).limit(chunk)).all()
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        ops = [TaskClose(tid, rid, state == "dismissed") for tid, rid, state in rows]
+        for start in range(0, len(ops), size):
+            batch = ops[start:start + size]
+            try:
+                results = _send(connector.close_tasks, batch)
+            except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
+                out.error = str(exc)
+                _record_closes(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True)
+                                                  for op in batch], batch, out, run_id)
+                return
+            _record_closes(store, conn_name, results, batch, out, run_id)
+        sent += len(ops)
+
+
+def _record_closes(store: Store, conn_name: str, results: list[TaskResult], batch: list[TaskClose],
+                   out: TaskPushOutcome, run_id: int | None) -> None:
+    by_id = {r.task_id: r for r in results}
+    now = utcnow()
+    with store.session() as s:
+        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_([op.task_id for op in batch]))).scalars()}
+        for op in batch:
+            task, res = rows.get(op.task_id), by_id.get(op.task_id)
+            if task is None:
+                continue
+            if res is not None and res.ok:
+                task.remote_closed_at, task.close_error = now, None
+                out.closed += 1
+            elif res is not None and res.gone:  # deleted in the CRM: nothing left to close there
+                task.remote_closed_at = now
+                task.close_error = res.error or "the CRM no longer has this task"
+                out.gone += 1
+            else:
+                message = (res.error if res is not None else None) or "the CRM gave no answer for this task"
+                task.close_error = message
+                out.failed += 1
+                out.errors.append(f"task {op.task_id} close: {message}")
+                if res is not None and not res.retryable:
+                    s.add(RecordIssue(run_id=run_id, connection=conn_name, remote_id=op.remote_id,
+                                      lead_id=task.lead_id, kind="task_close_rejected", message=message, at=now))
+            s.add(task)
+
+
+def unclosed(store: Store, connection: str | None = None) -> int:
+    """Tasks closed in the hub and still open in the CRM they were pushed to (for status-like reports)."""
+    with Session(store.engine) as s:
+        q = sa.select(sa.func.count()).select_from(Task).where(
+            Task.remote_closed_at.is_(None), Task.state.in_(_CLOSED), Task.remote_id.is_not(None))
+        if connection is not None:
+            q = q.where(Task.connection == connection)
+        return s.exec(q).one()[0]
 
 
 def unpushed(store: Store, connection: str | None = None) -> int:

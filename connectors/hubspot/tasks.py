@@ -12,6 +12,12 @@ Tasks have no unique property unless a portal adds one, so a task that may alrea
 (:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: the contact's tasks through the
 v4 associations batch read (contacts to tasks), then their bodies through the tasks batch read, for
 the marker. Neither is the search API, so a task made a moment ago is found (search lags writes).
+
+Closing (:meth:`HubSpotTasks.close_tasks`): ``POST /crm/v3/objects/tasks/batch/update`` (100 inputs)
+with ``hs_task_status`` ``COMPLETED`` — HubSpot has no canceled state, so a dismissed task is completed
+too. A task deleted in HubSpot comes back as an ``OBJECT_NOT_FOUND`` error naming its id (in a 207);
+when none of the batch went through HubSpot refuses it whole with a 404, and one batch read of the
+tasks tells the deleted ones from the others, which are sent again.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 
 import urllib3
 
-from hub.connector import TaskOp, TaskResult
+from hub.connector import TaskClose, TaskOp, TaskResult
+from hub.errors import ConnectorError
 from hub.http import Answer
 
 __all__ = ["TASK_TO_CONTACT", "HubSpotTasks"]
@@ -46,13 +53,18 @@ def _answer(result: Any) -> Answer:
     raise result
 
 
+def _words(err: dict[str, Any]) -> str:
+    """HubSpot's own words for an error: ``CATEGORY: message``."""
+    return f"{err.get('category', 'ERROR')}: {err.get('message', '')}"
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
 class HubSpotTasks:
-    """Mixin for :class:`connectors.hubspot.HubSpotConnector`: :meth:`write_tasks`."""
+    """Mixin for :class:`connectors.hubspot.HubSpotConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
 
     can_write_tasks = True
     client: Any
@@ -89,12 +101,63 @@ class HubSpotTasks:
                 if trace.isdigit():
                     results[int(trace)] = TaskResult(int(trace), True, str(item["id"]))
             for err in data.get("errors", []):
-                text = f"{err.get('category', 'ERROR')}: {err.get('message', '')}"
+                text = _words(err)
                 for trace in (err.get("context") or {}).get("objectWriteTraceId") or []:
                     if str(trace).isdigit():
                         results.setdefault(int(trace), TaskResult(int(trace), False, None, text))
         return [results.get(op.task_id) or TaskResult(op.task_id, False, None, "no answer for this task",
                                                         retryable=True) for op in ops]
+
+    def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
+        results: dict[int, TaskResult] = {}
+        sent = list(ops)
+        try:
+            data = self._close_call(sent)
+        except ConnectorError as exc:
+            if exc.status != 404:
+                raise
+            # refused whole: no input went through; the tasks HubSpot still has are sent again
+            there = self._task_ids([op.remote_id for op in sent])
+            try:
+                words = _words(json.loads(exc.vendor_message))
+            except (ValueError, AttributeError):
+                words = exc.vendor_message
+            for op in sent:
+                if op.remote_id not in there:
+                    results[op.task_id] = TaskResult(op.task_id, False, op.remote_id, words, gone=True)
+            sent = [op for op in sent if op.remote_id in there]
+            data = self._close_call(sent) if sent else {}
+        by_remote = {op.remote_id: op for op in sent}
+        for item in data.get("results", []):
+            if (op := by_remote.get(str(item.get("id")))) is not None:
+                results[op.task_id] = TaskResult(op.task_id, True, op.remote_id)
+        for err in data.get("errors", []):
+            gone = err.get("category") == "OBJECT_NOT_FOUND"
+            for rid in (err.get("context") or {}).get("ids") or []:
+                if (op := by_remote.get(str(rid))) is not None:
+                    results.setdefault(op.task_id, TaskResult(op.task_id, False, op.remote_id, _words(err), gone=gone))
+        return [results.get(op.task_id) or TaskResult(op.task_id, False, op.remote_id, "no answer for this task",
+                                                        retryable=True) for op in ops]
+
+    def _close_call(self, ops: list[TaskClose]) -> dict[str, Any]:
+        from hubspot.crm.objects.tasks import BatchInputSimplePublicObjectBatchInput, SimplePublicObjectBatchInput
+
+        body = BatchInputSimplePublicObjectBatchInput(inputs=[SimplePublicObjectBatchInput(
+            id=op.remote_id, properties={"hs_task_status": "COMPLETED"}) for op in ops])
+        return self._task_call("task_update", self.client.crm.objects.tasks.batch_api.update, body)
+
+    def _task_ids(self, ids: list[str]) -> set[str]:
+        """The ones of ``ids`` that are tasks HubSpot has (not deleted)."""
+        from hubspot.crm.objects.tasks import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
+
+        found: set[str] = set()
+        for part in _chunks(sorted(set(ids)), _BATCH):
+            data = self._task_call("task_read", self.client.crm.objects.tasks.batch_api.read,
+                                   BatchReadInputSimplePublicObjectId(
+                                       inputs=[SimplePublicObjectId(id=i) for i in part],
+                                       properties=["hs_task_status"], properties_with_history=[]))
+            found.update(str(r["id"]) for r in data.get("results", []))
+        return found
 
     @staticmethod
     def _task_properties(op: TaskOp) -> dict[str, str]:

@@ -34,7 +34,7 @@ TOKEN_COSTS: dict[str, int] = {
     "GET /api/v2/deals/{id}": 1, "PATCH /api/v2/deals/{id}": 5, "GET /api/v2/stages": 5,
     "GET /api/v2/itemSearch": 20, "POST /api/v2/leads/{id}/convert/deal": 40,
     "GET /api/v2/leads/{id}/convert/status/{conversion_id}": 1,
-    "GET /api/v2/activities": 10, "POST /api/v2/activities": 5,
+    "GET /api/v2/activities": 10, "POST /api/v2/activities": 5, "PATCH /api/v2/activities/{id}": 5,
 }
 _ID = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?=/|$)")
 

@@ -12,16 +12,21 @@ Activities have no external id, so a task that may already exist
 (:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: the lead's (or deal's)
 activities, ``GET /api/v2/activities?lead_id=…``, their notes searched for the marker. That list
 is not a search index, so a task created a moment ago is found.
+
+Closing (:meth:`PipedriveTasks.close_tasks`): ``PATCH /api/v2/activities/{id}`` with ``done: true``
+per task (5 tokens; no batch endpoint, so several at once on the same pool). Pipedrive has no
+canceled state: a dismissed task is marked done too. An activity deleted in Pipedrive answers 404:
+nothing is left to close.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from typing import Any
 
-from hub.connector import TaskOp, TaskResult
+from hub.connector import TaskClose, TaskOp, TaskResult
 from hub.errors import AuthError, RateLimitError
 
 from .api import PipedriveApi, Refused
@@ -30,17 +35,31 @@ __all__ = ["PipedriveTasks"]
 
 
 class PipedriveTasks:
-    """Mixin for :class:`connectors.pipedrive.PipedriveConnector`: :meth:`write_tasks`."""
+    """Mixin for :class:`connectors.pipedrive.PipedriveConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
 
     can_write_tasks = True
     api: PipedriveApi
     workers: int
 
     def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
+        return self._each_task(self._write_task, ops)
+
+    def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
+        return self._each_task(self._close_task, ops)
+
+    def _close_task(self, op: TaskClose) -> TaskResult:
+        try:
+            self.api.call("PATCH", f"/activities/{op.remote_id}", v2=True, body={"done": True})
+        except Refused as exc:
+            return TaskResult(op.task_id, False, op.remote_id, exc.vendor_message or str(exc), gone=exc.status == 404)
+        return TaskResult(op.task_id, True, op.remote_id)
+
+    def _each_task(self, one: Callable[[Any], TaskResult], ops: Sequence[Any]) -> list[TaskResult]:
+        """``one`` per op, several at once on the connector's small pool."""
         if len(ops) <= 1 or self.workers == 1:
-            return [self._write_task(op) for op in ops]
+            return [one(op) for op in ops]
         with ThreadPoolExecutor(min(self.workers, len(ops)), "pipedrive-task") as pool:
-            futures = [pool.submit(self._write_task, op) for op in ops]
+            futures = [pool.submit(one, op) for op in ops]
         results, fatal = [], None
         for op, future in zip(ops, futures):
             exc = future.exception()
@@ -50,7 +69,7 @@ class PipedriveTasks:
                 fatal = fatal or exc
             else:  # the CRM unreachable: this one is retried next run, the others stand
                 results.append(TaskResult(op.task_id, False, None, str(exc), retryable=True))
-        if fatal is not None:  # what went through is found again next run (maybe_exists)
+        if fatal is not None:  # next run, a create that went through is found (maybe_exists), a close resent
             raise fatal
         return results
 

@@ -12,6 +12,12 @@ Task has no external id unless an admin adds a custom field to Activity, so a ta
 already exist (:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: one query for the
 tasks on those leads (``WhoId IN`` … ``OR WhatId IN`` …) whose ``Description`` carries the marker
 (a long text area cannot be filtered in SOQL, so the marker is matched here).
+
+Closing (:meth:`SalesforceTasks.close_tasks`): one ``PATCH composite/sobjects`` (≤ 200 records,
+``allOrNone: false``) setting each ``Status`` to ``Completed``, the default Task Status value whose
+``IsClosed`` is true (a dismissed task too: the stock picklist has no canceled value). A task deleted
+in Salesforce answers ``ENTITY_IS_DELETED`` (in the recycle bin) or ``INVALID_CROSS_REFERENCE_KEY``
+on its own id (gone for good): either means there is nothing left to close.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from hub.connector import TaskOp, TaskResult
+from hub.connector import TaskClose, TaskOp, TaskResult
 
 from .wire import RETRYABLE, error_codes
 
 __all__ = ["SalesforceTasks"]
 
 _ID = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
+_GONE = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})  # on the record's own id: deleted
 
 
 def _ids(values: Sequence[str]) -> str:
@@ -35,7 +42,7 @@ def _ids(values: Sequence[str]) -> str:
 
 
 class SalesforceTasks:
-    """Mixin for :class:`connectors.salesforce.SalesforceConnector`: :meth:`write_tasks`."""
+    """Mixin for :class:`connectors.salesforce.SalesforceConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
 
     can_write_tasks = True
     _pages: Any
@@ -57,6 +64,22 @@ class SalesforceTasks:
                                                      retryable=bool(error_codes(r) & RETRYABLE))
         return [results.get(op.task_id) or TaskResult(op.task_id, False, None, "no answer for this task",
                                                         retryable=True) for op in ops]
+
+    def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
+        records = [{"attributes": {"type": "Task"}, "Id": op.remote_id, "Status": "Completed"} for op in ops]
+        answers = self._collection("PATCH", "composite/sobjects", records)
+        results = []
+        for op, r in zip(ops, answers):
+            if r.get("success"):
+                results.append(TaskResult(op.task_id, True, op.remote_id))
+                continue
+            errors = r.get("errors") or []
+            text = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or "refused without a reason"
+            gone = any(e.get("statusCode") in _GONE and not set(e.get("fields") or []) - {"Id"} for e in errors)
+            results.append(TaskResult(op.task_id, False, op.remote_id, text, gone=gone,
+                                      retryable=bool(error_codes(r) & RETRYABLE)))
+        return results + [TaskResult(op.task_id, False, op.remote_id, "no answer for this task", retryable=True)
+                          for op in ops[len(answers):]]
 
     @staticmethod
     def _task_record(op: TaskOp, deals: dict[str, str | None]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """hub.tasks_push: open tasks become tasks in ONE CRM (the lead's, by preference), through a served HubSpot
-sandbox and a real store; refused tasks are retried without blocking the others, and nothing is created twice."""
+sandbox and a real store; refused tasks are retried without blocking the others, and nothing is created twice.
+Tasks closed in the hub after they were pushed are closed in the CRM, once, in batches."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,9 +14,9 @@ from sqlmodel import Session
 from connectors.hubspot import HubSpotConnector, HubSpotSettings
 from connectors.hubspot.sandbox import HubSpotSandbox
 from hub.actions import Task
-from hub.model import Lead
+from hub.model import Lead, utcnow
 from hub.store import LeadRow, Link, RecordIssue, row_values
-from hub.tasks_push import preference, push_tasks, unpushed
+from hub.tasks_push import preference, push_tasks, unclosed, unpushed
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member: a HubSpot owner
 DUE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -60,6 +62,12 @@ def task(store, lead_id: str, title: str = "SLA breached: call back", kind: str 
 def tasks(store) -> dict[int, Task]:
     with Session(store.engine) as s:
         return {t.id: t for t in s.exec(sa.select(Task)).scalars()}
+
+
+def close(store, *ids: int, state: str = "done") -> None:
+    """Close tasks in the hub, as a rule does (an SLA met) or a person dismissing them."""
+    with store.session() as s:
+        s.exec(sa.update(Task).where(Task.id.in_(ids)).values(state=state, closed_at=utcnow()))
 
 
 def contact(box, n: int = 0) -> str:
@@ -190,3 +198,102 @@ def test_a_connector_that_cannot_write_tasks_is_left_alone(sqlite_store):
     assert not MondayConnector.can_write_tasks
     out = push_tasks(sqlite_store, "delivery", MondayConnector.__new__(MondayConnector))
     assert (out.pushed, out.unlinked) == (0, []) and unpushed(sqlite_store) == 1
+
+
+# -- closing ------------------------------------------------------------------------------------------
+def test_tasks_closed_in_the_hub_are_closed_in_the_crm_in_one_batch_and_only_once(store, box, hubspot):
+    done, dismissed, still_open = (task(store, lead(store, {"marketing": contact(box, n)})) for n in range(3))
+    never_pushed = task(store, lead(store, {"marketing": contact(box, 3)}), state="dismissed")
+    assert push_tasks(store, "marketing", hubspot).pushed == 3
+    assert push_tasks(store, "marketing", hubspot).api_calls == 0  # nothing to create or close: no call
+    close(store, done)
+    close(store, dismissed, state="dismissed")
+    assert unclosed(store, "marketing") == 2
+    out = push_tasks(store, "marketing", hubspot)
+    assert (out.closed, out.gone, out.pushed, out.failed, out.error) == (2, 0, 0, 0, None)
+    assert out.api_calls == 1 and hubspot.meter.by_kind["task_update"] == 1  # one batch update, no owner read
+    rows = tasks(store)
+    for tid in (done, dismissed):  # HubSpot has no canceled state: a dismissed task is completed too
+        assert box.tasks[rows[tid].remote_id]["properties"]["hs_task_status"] == "COMPLETED"
+        assert rows[tid].remote_closed_at is not None and rows[tid].close_error is None
+    assert box.tasks[rows[still_open].remote_id]["properties"]["hs_task_status"] == "NOT_STARTED"
+    assert rows[still_open].remote_closed_at is None
+    assert rows[never_pushed].remote_id is None and rows[never_pushed].remote_closed_at is None  # never sent
+    assert len(box.tasks) == 3 and unclosed(store) == 0
+    again = push_tasks(store, "marketing", hubspot)
+    assert (again.closed, again.api_calls) == (0, 0)  # closed once: nothing sent the second time
+
+
+def test_closes_go_in_the_crms_batch_size(sqlite_store, box, hubspot):
+    store = sqlite_store
+    ids = [task(store, lead(store, {"marketing": contact(box, n)})) for n in range(5)]
+    push_tasks(store, "marketing", hubspot)
+    close(store, *ids)
+    hubspot.limits = replace(hubspot.limits, batch_size=2)
+    out = push_tasks(store, "marketing", hubspot, limit=4)
+    assert (out.closed, out.api_calls) == (4, 2)  # 4 of 5 (the limit), 2 per batch
+    out = push_tasks(store, "marketing", hubspot)
+    assert (out.closed, out.api_calls) == (1, 1)
+    assert {t["properties"]["hs_task_status"] for t in box.tasks.values()} == {"COMPLETED"}
+
+
+def test_a_task_deleted_in_the_crm_counts_as_closed_and_is_never_sent_again(sqlite_store, box, hubspot):
+    store = sqlite_store
+    kept, deleted = (task(store, lead(store, {"marketing": contact(box, n)})) for n in range(2))
+    push_tasks(store, "marketing", hubspot)
+    rows = tasks(store)
+    box.archive_task(rows[deleted].remote_id)  # a HubSpot user deleted it
+    close(store, kept, deleted)
+    out = push_tasks(store, "marketing", hubspot)
+    assert (out.closed, out.gone, out.failed) == (1, 1, 0) and out.api_calls == 1  # a 207: one call
+    rows = tasks(store)
+    assert rows[deleted].remote_closed_at is not None and "OBJECT_NOT_FOUND" in rows[deleted].close_error
+    assert box.tasks[rows[kept].remote_id]["properties"]["hs_task_status"] == "COMPLETED"
+    assert push_tasks(store, "marketing", hubspot).api_calls == 0  # not retried
+
+    alone = task(store, lead(store, {"marketing": contact(box, 5)}))  # a batch of deleted tasks only:
+    push_tasks(store, "marketing", hubspot)  # HubSpot refuses it whole (404), one read tells them apart
+    box.archive_task(tasks(store)[alone].remote_id)
+    close(store, alone, state="dismissed")
+    out = push_tasks(store, "marketing", hubspot)
+    assert (out.closed, out.gone, out.failed, out.error) == (0, 1, 0, None) and out.api_calls == 2
+    assert tasks(store)[alone].remote_closed_at is not None and unclosed(store) == 0
+    assert push_tasks(store, "marketing", hubspot).api_calls == 0
+
+
+def test_a_refused_close_is_retried_and_a_crash_after_the_crm_answered_just_closes_again(sqlite_store, box,
+                                                                                        hubspot):
+    store = sqlite_store
+    tid = task(store, lead(store, {"marketing": contact(box)}))
+    push_tasks(store, "marketing", hubspot)
+    close(store, tid)
+    box.faults.add(400, count=1, path_contains="/tasks/batch/update", message="Property values were not valid")
+    out = push_tasks(store, "marketing", hubspot, run_id=None)
+    assert (out.closed, out.failed) == (0, 1) and "task %d close:" % tid in out.errors[0]
+    t = tasks(store)[tid]
+    assert t.remote_closed_at is None and "Property values were not valid" in t.close_error
+    assert box.tasks[t.remote_id]["properties"]["hs_task_status"] == "NOT_STARTED"
+    with Session(store.engine) as s:
+        issue = s.exec(sa.select(RecordIssue)).scalars().one()
+    assert (issue.kind, issue.remote_id) == ("task_close_rejected", t.remote_id)
+
+    class Crash(Exception):
+        pass
+
+    real = hubspot.close_tasks
+
+    def answered_then_crashed(ops):
+        real(ops)
+        raise Crash  # HubSpot closed it; the process dies before the hub commits that
+
+    hubspot.close_tasks = answered_then_crashed
+    with pytest.raises(Crash):
+        push_tasks(store, "marketing", hubspot)
+    assert box.tasks[t.remote_id]["properties"]["hs_task_status"] == "COMPLETED"
+    assert tasks(store)[tid].remote_closed_at is None
+    hubspot.close_tasks = real
+    out = push_tasks(store, "marketing", hubspot)  # sent again: closing a closed task is harmless
+    assert (out.closed, out.failed, out.api_calls) == (1, 0, 1)
+    t = tasks(store)[tid]
+    assert t.remote_closed_at is not None and t.close_error is None
+    assert box.tasks[t.remote_id]["properties"]["hs_task_status"] == "COMPLETED" and len(box.tasks) == 1

@@ -16,7 +16,9 @@ What it emulates (details in :mod:`.webapi`, :mod:`.entra`, :mod:`.tables`):
   tracking (``Prefer: odata.track-changes``, delta links, ``$deletedEntity``, tokens expiring
   after ``expire_days``: 410), ``UpsertMultiple`` on the ``leadhub_leadhubid`` alternate key
   (all or nothing, 204) and on tasks by ``activityid`` (``regardingobjectid_lead_task@odata.bind``),
-  validation with Dataverse's error codes and messages, ``modifiedon`` at second precision.
+  ``UpdateMultiple`` on both (a task closed by ``statecode`` 1/``statuscode`` 5 Completed or 2/6
+  Canceled, each pair checked), validation with Dataverse's error codes and messages, ``modifiedon``
+  at second precision.
 * The ``Merge`` action for leads (:mod:`.merge`): the subordinate deactivated with ``masterid``.
 * Service protection: ``rate`` requests per user per ``window`` seconds (sliding), answered
   with 429, ``Retry-After`` and ``0x80072322``; every answer carries

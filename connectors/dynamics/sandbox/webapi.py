@@ -12,8 +12,9 @@
   ``expire_days`` answers 410 with ``0x80044352`` (the HTTP status is the sandbox's choice; the
   code and message are Dataverse's ExpiredVersionStamp).
 * ``GET /api/data/v9.2/{set}({id})`` and ``({key}='value')`` retrieve one row.
-* ``POST …/leads/Microsoft.Dynamics.CRM.UpsertMultiple`` (and ``UpdateMultiple``, which never
-  creates: a missing row is ``0x80040217``) with ``{"Targets": […]}``: each target needs
+* ``POST …/{leads|tasks}/Microsoft.Dynamics.CRM.UpsertMultiple`` (and ``UpdateMultiple``, which never
+  creates: a missing row is ``0x80040217``; closing tasks by ``statecode``/``statuscode`` is one) with
+  ``{"Targets": […]}``: each target needs
   ``@odata.type``; ``@odata.id`` (or the ``leadid`` column) names the row by primary key or
   alternate key; owners are bound with ``ownerid@odata.bind``. All or nothing: the first invalid
   target fails the whole call with its error (400 for every in-bulk error: the status Dataverse

@@ -2,17 +2,22 @@
 
 Served, as the official specs (Tasks v3, Associations v4) shape them::
 
-    POST /crm/v3/objects/tasks/batch/create     ≤ 100 inputs {properties, associations, objectWriteTraceId}
-    POST /crm/v3/objects/tasks/batch/read       ≤ 100 ids, with the properties asked for
-    GET  /crm/v3/objects/tasks/{taskId}          one task (``associations=contacts`` lists its contacts)
+    POST   /crm/v3/objects/tasks/batch/create   ≤ 100 inputs {properties, associations, objectWriteTraceId}
+    POST   /crm/v3/objects/tasks/batch/update   ≤ 100 inputs {id, properties} (``hs_task_status`` COMPLETED…)
+    POST   /crm/v3/objects/tasks/batch/read     ≤ 100 ids, with the properties asked for
+    GET    /crm/v3/objects/tasks/{taskId}        one task (``associations=contacts`` lists its contacts)
+    DELETE /crm/v3/objects/tasks/{taskId}        archive it (as a user deleting it in HubSpot)
     POST /crm/v4/associations/{from}/{to}/batch/read   contacts <-> tasks, with each association's types
 
 Checks on create: ``hs_timestamp`` is required; ``hs_task_status``, ``hs_task_priority`` and
 ``hs_task_type`` take their options; ``hubspot_owner_id`` must be an owner; unknown properties are
 refused; an association must name a live contact and a task-to-contact type (204,
 ``HUBSPOT_DEFINED``). A refused input fails the whole batch when nothing else was created, else
-comes back in a 207's ``errors`` (``context.objectWriteTraceId``), like the contacts batches. A
-contact without tasks comes back from the association read as an error
+comes back in a 207's ``errors`` (``context.objectWriteTraceId``), like the contacts batches. An
+update checks the same options (closing a task is ``hs_task_status`` ``COMPLETED``, harmless twice);
+an id that is no task (never one, or archived) is an ``OBJECT_NOT_FOUND`` error (``context.ids``):
+the whole batch's 404 when no input went through, else in a 207. Archived tasks are gone from every
+read. A contact without tasks comes back from the association read as an error
 (``crm.associations.NO_ASSOCIATIONS_FOUND``). Tasks are not searchable here.
 """
 
@@ -44,17 +49,21 @@ class _Tasks:
 
     owners: list[dict[str, Any]]
     clock: Any
+    lock: Any
     json: Callable[..., Response]
     _inputs: Callable[..., tuple[dict[str, Any], list[dict[str, Any]]]]
     _each: Callable[..., Response]
     _answer: Callable[..., Response]
     _find: Callable[..., Any]
+    _no_duplicates: Callable[[list[str]], None]
 
     def routes(self) -> list[tuple[str, str, Callable[[Call], Response]]]:
         return [*super().routes(),  # type: ignore[misc]
                 ("POST", f"{_BASE}/batch/create", self._task_batch_create),
+                ("POST", f"{_BASE}/batch/update", self._task_batch_update),
                 ("POST", f"{_BASE}/batch/read", self._task_batch_read),
                 ("GET", f"{_BASE}/{{taskId}}", self._task_get),
+                ("DELETE", f"{_BASE}/{{taskId}}", self._task_archive),
                 ("POST", "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read",
                  self._association_read)]
 
@@ -65,8 +74,23 @@ class _Tasks:
             self._task_rows: dict[str, dict[str, Any]] = {}
         return self._task_rows
 
+    @property
+    def archived_tasks(self) -> dict[str, dict[str, Any]]:
+        """Tasks deleted (archived) in HubSpot, by id: gone from every read and write."""
+        if not hasattr(self, "_archived_task_rows"):
+            self._archived_task_rows: dict[str, dict[str, Any]] = {}
+        return self._archived_task_rows
+
+    def archive_task(self, tid: str) -> None:
+        """Delete a task as a HubSpot user would."""
+        with self.lock:
+            row = self.tasks.pop(str(tid), None)
+            if row is not None:
+                self.archived_tasks[str(tid)] = row
+
     # -- writes ------------------------------------------------------------------------------
-    def _task_props(self, raw: Any, now: int) -> dict[str, str]:
+    def _task_props(self, raw: Any, now: int, current: dict[str, str] | None = None) -> dict[str, str]:
+        """Checked properties: a new task's (``current`` None), or ``current`` updated."""
         if not isinstance(raw, dict):
             raise _Failure(400, "VALIDATION_ERROR", "Invalid input: properties must be an object")
         details = []
@@ -87,9 +111,10 @@ class _Tasks:
                     details.append((name, "INVALID_DATETIME", f"{text} is not a valid datetime for property "
                                                               f"{name}"))
                 continue
-            if text:
+            if text or current is not None:
                 clean[name] = text
-        if not clean.get("hs_timestamp") and not any(n == "hs_timestamp" for n, _, _ in details):
+        if not (clean if current is None else {**current, **clean}).get("hs_timestamp") \
+                and not any(n == "hs_timestamp" for n, _, _ in details):
             details.append(("hs_timestamp", "REQUIRED_PROPERTY", "hs_timestamp is required"))
         if details:
             shown = [{"isValid": False, "message": m, "error": c, "name": n, "localizedErrorMessage": m}
@@ -98,6 +123,9 @@ class _Tasks:
                            [{"message": m, "code": c, "in": n, "context": {"propertyName": [n]}}
                             for n, c, m in details])
         stamp = _iso(now)
+        if current is not None:  # an empty value clears the property
+            merged = {**current, **clean, "hs_lastmodifieddate": stamp}
+            return {k: v for k, v in merged.items() if v != ""}
         return {"hs_task_status": "NOT_STARTED", **clean, "hs_createdate": stamp, "hs_lastmodifieddate": stamp}
 
     def _task_contacts(self, raw: Any) -> list[str]:
@@ -123,11 +151,31 @@ class _Tasks:
         def write(item: dict[str, Any], now: int) -> dict[str, Any]:
             props = self._task_props(item.get("properties"), now)
             contacts = self._task_contacts(item.get("associations"))
-            tid = str(_FIRST_ID + len(rows))
+            tid = str(_FIRST_ID + len(rows) + len(self.archived_tasks))
             rows[tid] = {"properties": {**props, "hs_object_id": tid}, "contacts": contacts, "created": now}
             return self._task_render(tid, list(props))
 
         return self._each(inputs, lambda item: {}, write)  # 200, as the Tasks v3 spec has it (contacts: 201)
+
+    def _task_batch_update(self, call: Call) -> Response:
+        _, inputs = self._inputs(call)
+        self._no_duplicates([f"hs_object_id:{item.get('id')}" for item in inputs])
+        rows = self.tasks
+
+        def write(item: dict[str, Any], now: int) -> dict[str, Any]:
+            tid = str(item.get("id"))
+            if item.get("idProperty") not in (None, "hs_object_id") or tid not in rows:
+                raise _Failure(404, "OBJECT_NOT_FOUND", f"Could not find a task with "
+                                                        f"{item.get('idProperty') or 'id'} {item.get('id')}")
+            clean = self._task_props(item.get("properties"), now, rows[tid]["properties"])
+            rows[tid]["properties"] = clean
+            return self._task_render(tid, [n for n in (item.get("properties") or {}) if n in clean])
+
+        return self._each(inputs, lambda item: {"ids": [str(item.get("id"))]}, write)
+
+    def _task_archive(self, call: Call) -> Response:
+        self.archive_task(call.params["taskId"])
+        return Response(status_code=204)
 
     # -- reads -------------------------------------------------------------------------------
     def _task_render(self, tid: str, wanted: list[str] | None) -> dict[str, Any]:

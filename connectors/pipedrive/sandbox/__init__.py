@@ -36,8 +36,8 @@ costs), :mod:`.state` (records and write rules), :mod:`.routes` and :mod:`.searc
   reported in ``x-daily-ratelimit-token-limit``/``-remaining``, 429 ``daily request budget exceeded``
   when spent.
 
-* activities (v2, :mod:`.activities`): list with ``lead_id``/``deal_id``/``owner_id`` filters, get, create
-  (a task is an activity of type ``task`` on the lead);
+* activities (v2, :mod:`.activities`): list with ``lead_id``/``deal_id``/``owner_id`` filters, get, create,
+  update (``done: true`` closes one) and delete (a task is an activity of type ``task`` on the lead);
 
 What it does not: webhooks, OAuth, products, notes, filters, field definitions' own
 endpoints, Cloudflare's 403 for clients that ignore 429s, the 10-second penalty window after a 429.

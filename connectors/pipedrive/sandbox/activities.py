@@ -5,14 +5,16 @@ spec: activities moved to v2)::
 
     GET  /api/v2/activities        lead_id, deal_id, owner_id, person_id, org_id, done, ids filters;
                                    sort_by/sort_direction, limit ≤ 500 and keyset cursors
-    POST /api/v2/activities        subject, type, owner_id, lead_id | deal_id, due_date, due_time, note…
-    GET  /api/v2/activities/{id}
+    POST   /api/v2/activities        subject, type, owner_id, lead_id | deal_id, due_date, due_time, note…
+    GET    /api/v2/activities/{id}
+    PATCH  /api/v2/activities/{id}   the same fields; ``done: true`` marks it done (``marked_as_done_time``)
+    DELETE /api/v2/activities/{id}   marks it deleted: gone from lists, a 404 after
 
-Checks on create: ``type`` is one of the account's activity types (Pipedrive's defaults: call,
-meeting, task, deadline, email, lunch), ``owner_id`` a user (the token's user when absent), a
+Checks on create and update: ``type`` is one of the account's activity types (Pipedrive's defaults:
+call, meeting, task, deadline, email, lunch), ``owner_id`` a user (the token's user when absent), a
 ``lead_id`` a live lead (a converted lead is deleted: its deal takes the activity), a ``deal_id`` a
-live deal, ``due_date`` ``YYYY-MM-DD`` and ``due_time`` ``HH:MM``. Refusals are v2's ``Validation
-failed: …`` 400s.
+live deal, ``due_date`` ``YYYY-MM-DD``, ``due_time`` ``HH:MM`` and ``done`` a boolean. Refusals are
+v2's ``Validation failed: …`` 400s; an activity that does not exist (or was deleted) is a 404.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ class Activities:
         v2 = "/api/v2"
         return [*super().routes(),  # type: ignore[misc]
                 ("GET", f"{v2}/activities", self._activities), ("POST", f"{v2}/activities", self._add_activity),
-                ("GET", f"{v2}/activities/{{id}}", self._activity)]
+                ("GET", f"{v2}/activities/{{id}}", self._activity),
+                ("PATCH", f"{v2}/activities/{{id}}", self._edit_activity),
+                ("DELETE", f"{v2}/activities/{{id}}", self._del_activity)]
 
     @property
     def activities(self) -> dict[int, dict[str, Any]]:
@@ -70,7 +74,8 @@ class Activities:
     def render_activity(a: dict[str, Any]) -> dict[str, Any]:
         out = {k: a.get(k) for k in _KEYS if k != "attendees"}
         out.update(id=a["id"], creator_user_id=a["creator_user_id"], is_deleted=a["deleted"],
-                   add_time=iso_s(a["add"]), update_time=iso_s(a["upd"]), marked_as_done_time=None)
+                   add_time=iso_s(a["add"]), update_time=iso_s(a["upd"]),
+                   marked_as_done_time=iso_s(a["done_at"]) if a.get("done_at") else None)
         return out
 
     def _activities(self, call: Call) -> Response:
@@ -87,14 +92,49 @@ class Activities:
         return self.ok(self.render_activity(self._get(self.activities, call, "Activity")))
 
     def _add_activity(self, call: Call) -> Response:
-        body = self._body(call)
+        body = self._checked(self._body(call))
+        kind = body.get("type") or "task"
+        owner = self.state.check_owner(body.get("owner_id"), v2=True) or call.context.get("user", 1)
+        now = self._now()
+        row = {k: body.get(k) for k in _KEYS}
+        row.update(id=len(self.activities) + 1, subject=body.get("subject") or kind.title(), type=kind,
+                   owner_id=owner, creator_user_id=call.context.get("user", 1), done=bool(body.get("done")),
+                   busy=bool(body.get("busy")), deleted=False, add=now, upd=now,
+                   done_at=now if body.get("done") else None)
+        self.activities[row["id"]] = row
+        self.state.touch()
+        return self.ok(self.render_activity(row))
+
+    def _edit_activity(self, call: Call) -> Response:
+        row = self._get(self.activities, call, "Activity")
+        body = self._checked(self._body(call))
+        if "owner_id" in body:
+            body["owner_id"] = self.state.check_owner(body["owner_id"], v2=True) or row["owner_id"]
+        now = self._now()
+        if body.get("done") and not row["done"]:
+            row["done_at"] = now
+        elif body.get("done") is False:
+            row["done_at"] = None
+        row.update(body, upd=now)
+        self.state.touch()
+        return self.ok(self.render_activity(row))
+
+    def _del_activity(self, call: Call) -> Response:
+        row = self._get(self.activities, call, "Activity")
+        row.update(deleted=True, upd=self._now())
+        self.state.touch()
+        return self.ok({"id": row["id"]})
+
+    def _checked(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A create's or an update's body, checked as Pipedrive checks it."""
         unknown = sorted(set(body) - set(_KEYS))
         if unknown:
             raise _invalid(f"Unrecognized key(s) in object: {', '.join(map(repr, unknown))}")
-        kind = body.get("type") or "task"
-        if kind not in ACTIVITY_TYPES:
-            raise _invalid(f"type: activity type {kind!r} does not exist")
-        owner = self.state.check_owner(body.get("owner_id"), v2=True) or call.context.get("user", 1)
+        if "type" in body and (body["type"] or "task") not in ACTIVITY_TYPES:
+            raise _invalid(f"type: activity type {body['type']!r} does not exist")
+        for key in ("done", "busy"):
+            if body.get(key) is not None and not isinstance(body[key], bool):
+                raise _invalid(f"{key}: Expected boolean, received {type(body[key]).__name__}")
         lead = body.get("lead_id")
         if lead is not None and (not isinstance(lead, str) or self.state.live(self.state.leads, lead) is None):
             raise _invalid(f"lead_id: lead {lead!r} does not exist")
@@ -106,11 +146,4 @@ class Activities:
                 raise _invalid(f"{key}: Invalid format {body[key]!r}, expected {form}")
         if body.get("subject") is not None and not isinstance(body["subject"], str):
             raise _invalid("subject: Expected string")
-        now = self._now()
-        row = {k: body.get(k) for k in _KEYS}
-        row.update(id=len(self.activities) + 1, subject=body.get("subject") or kind.title(), type=kind,
-                   owner_id=owner, creator_user_id=call.context.get("user", 1), done=bool(body.get("done")),
-                   busy=bool(body.get("busy")), deleted=False, add=now, upd=now)
-        self.activities[row["id"]] = row
-        self.state.touch()
-        return self.ok(self.render_activity(row))
+        return body

@@ -50,6 +50,7 @@ COSTS: dict[str, int] = {
     "GET /api/v2/itemSearch": 20, "GET /api/v2/leads/search": 20, "POST /api/v2/leads/{id}/convert/deal": 40,
     "GET /api/v2/leads/{id}/convert/status/{conversion_id}": 1,
     "GET /api/v2/activities": 10, "POST /api/v2/activities": 5, "GET /api/v2/activities/{id}": 1,
+    "PATCH /api/v2/activities/{id}": 5, "DELETE /api/v2/activities/{id}": 3,
 }
 
 

@@ -129,7 +129,8 @@ class SalesforceSandbox(SalesforceApi):
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
-        """Live tasks (sObject Collections create them, with ``WhoId``/``WhatId`` checked)."""
+        """Live tasks (sObject Collections create them, with ``WhoId``/``WhatId`` checked, and update them:
+        ``Status`` ``Completed`` sets ``IsClosed``)."""
         with self.lock:
             return {rid: dict(r) for rid, r in self.org.tables["Task"].items() if not r["IsDeleted"]}
 
@@ -164,6 +165,13 @@ class SalesforceSandbox(SalesforceApi):
             if self.org.live("Lead", lead_id) is None:
                 raise KeyError(lead_id)
             self.org.delete("Lead", lead_id, self._stamp(modified))
+
+    def delete_task(self, task_id: str) -> None:
+        """Delete a task as a Salesforce user would (to the recycle bin: ``ENTITY_IS_DELETED`` after)."""
+        with self.lock:
+            if self.org.live("Task", task_id) is None:
+                raise KeyError(task_id)
+            self.org.delete("Task", task_id, self.org.now())
 
     def merge_leads(self, master_id: str, *loser_ids: str, values: dict[str, Any] | None = None,
                     modified: datetime | None = None) -> None:

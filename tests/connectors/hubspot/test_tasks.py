@@ -1,4 +1,5 @@
-"""HubSpot tasks: the hub's tasks become tasks on the contact, owned and due, and never twice."""
+"""HubSpot tasks: the hub's tasks become tasks on the contact, owned and due, and never twice; closed in the
+hub, they are completed in HubSpot, once."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import pytest
 
 from connectors.hubspot import HubSpotConnector, HubSpotSettings
 from connectors.hubspot.sandbox import HubSpotSandbox
-from hub.connector import TaskOp
+from hub.connector import TaskClose, TaskOp
 from hub.errors import ConnectorError
+from hub.tasks_push import push_tasks
+
+from ..task_store import close, linked_task, task
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member: a HubSpot owner
 DUE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -86,3 +90,62 @@ def test_a_task_without_owner_or_due_date_is_unassigned_and_due_now(box, connect
     props = box.tasks[res.remote_id]["properties"]
     assert "hubspot_owner_id" not in props and props["hs_task_priority"] == "MEDIUM"
     assert abs(datetime.fromisoformat(props["hs_timestamp"]) - datetime.now(UTC)).total_seconds() < 60
+
+
+def status(connector, remote_id):
+    """The task's status as HubSpot's GET answers it."""
+    got = connector.client.crm.objects.tasks.basic_api.get_by_id(remote_id, properties=["hs_task_status"])
+    return got.properties["hs_task_status"]
+
+
+def test_a_task_closed_in_the_hub_is_completed_in_hubspot_once_and_a_deleted_one_is_not_retried(
+        sqlite_store, box, connector):
+    store = sqlite_store
+    a, b = (box.add_contact({"email": f"{n}@example.com", "lastname": n}) for n in ("ada", "bob"))
+    ta = linked_task(store, "marketing", "contacts", a, owner=OWNER)
+    tb = linked_task(store, "marketing", "contacts", b, owner=OWNER)
+    assert push_tasks(store, "marketing", connector).pushed == 2
+    close(store, ta)
+    out = push_tasks(store, "marketing", connector)
+    assert (out.closed, out.api_calls) == (1, 1)
+    assert status(connector, task(store, ta).remote_id) == "COMPLETED"
+    assert status(connector, task(store, tb).remote_id) == "NOT_STARTED"
+    assert push_tasks(store, "marketing", connector).api_calls == 0  # closed once: nothing sent again
+
+    box.archive_task(task(store, tb).remote_id)  # deleted in HubSpot, then closed in the hub
+    close(store, tb, state="dismissed")
+    out = push_tasks(store, "marketing", connector)
+    assert (out.closed, out.gone, out.failed) == (0, 1, 0)
+    assert "OBJECT_NOT_FOUND" in task(store, tb).close_error and task(store, tb).remote_closed_at
+    assert push_tasks(store, "marketing", connector).api_calls == 0  # counted as closed: not retried
+
+
+def test_closing_is_one_batch_update_harmless_twice_and_names_the_deleted_tasks(box, connector):
+    contact = box.add_contact({"email": "ada@example.com", "lastname": "Lovelace"})
+    made = connector.write_tasks([op(connector, contact, task_id=n) for n in (1, 2, 3)])
+    ids = [r.remote_id for r in made]
+    box.archive_task(ids[2])
+    closes = [TaskClose(1, ids[0]), TaskClose(2, ids[1], dismissed=True), TaskClose(3, ids[2])]
+    results = connector.close_tasks(closes)
+    assert [(r.ok, r.gone) for r in results] == [(True, False), (True, False), (False, True)]
+    assert "OBJECT_NOT_FOUND" in results[2].error
+    assert [box.tasks[i]["properties"]["hs_task_status"] for i in ids[:2]] == ["COMPLETED", "COMPLETED"]
+    assert connector.meter.by_kind["task_update"] == 1  # one call, the 207 naming the deleted one
+    again = connector.close_tasks(closes[:2])  # already closed: harmless
+    assert [r.ok for r in again] == [True, True] and connector.meter.by_kind["task_update"] == 2
+    [gone] = connector.close_tasks(closes[2:])  # only deleted ones: refused whole (404), one read tells
+    assert (gone.ok, gone.gone) == (False, True) and "OBJECT_NOT_FOUND" in gone.error
+
+
+def test_the_sandbox_refuses_a_status_hubspot_does_not_have(box, connector):
+    from hubspot.crm.objects.tasks import BatchInputSimplePublicObjectBatchInput, SimplePublicObjectBatchInput
+    from hubspot.crm.objects.tasks.exceptions import ApiException
+
+    contact = box.add_contact({"email": "ada@example.com", "lastname": "Lovelace"})
+    [made] = connector.write_tasks([op(connector, contact)])
+    body = BatchInputSimplePublicObjectBatchInput(inputs=[SimplePublicObjectBatchInput(
+        id=made.remote_id, properties={"hs_task_status": "DONE"})])
+    with pytest.raises(ApiException) as caught:
+        connector.client.crm.objects.tasks.batch_api.update(body)
+    assert caught.value.status == 400 and "INVALID_OPTION" in caught.value.body
+    assert box.tasks[made.remote_id]["properties"]["hs_task_status"] == "NOT_STARTED"

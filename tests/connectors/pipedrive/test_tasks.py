@@ -1,5 +1,5 @@
-"""Pipedrive tasks: the hub's tasks become task activities on the lead, owned and due, never twice; every
-exchange as Pipedrive's v2 spec has it."""
+"""Pipedrive tasks: the hub's tasks become task activities on the lead, owned and due, never twice; closed in
+the hub, they are marked done in Pipedrive, once; every exchange as Pipedrive's v2 spec has it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.connector import TaskOp
+from connectors.pipedrive.api import Refused
+from hub.connector import TaskClose, TaskOp
+from hub.tasks_push import push_tasks
 
+from ..task_store import close, linked_task, task
 from .conftest import connect
 from .specs import exchange_errors
 
@@ -80,3 +83,48 @@ def test_a_converted_leads_task_goes_on_its_deal(setup):
     act = box.activities[int(res.remote_id)]
     assert (act["deal_id"], act["lead_id"], act["due_date"]) == (deal["id"], None, None)
     assert act["owner_id"] == 1  # the token's user
+
+
+def test_a_task_closed_in_the_hub_is_done_in_pipedrive_once_and_a_deleted_one_is_not_retried(make, server,
+                                                                                              sqlite_store):
+    store = sqlite_store
+    box, client = make()
+    conn = connect(box)
+    connector = conn.connector
+    leads = [box.remote_create({"first_name": n, "last_name": "Lovelace", "company": "Analytical Engines"})
+             for n in ("Ada", "Bob")]
+    ta, tb = (linked_task(store, "sales", "leads", lead, owner=OWNER) for lead in leads)
+    assert push_tasks(store, "sales", connector).pushed == 2
+    close(store, ta)
+    server[0].record = True
+    out = push_tasks(store, "sales", connector)
+    assert (out.closed, out.api_calls) == (1, 1)  # one PATCH /api/v2/activities/{id}
+    got = client.get(f"/api/v2/activities/{task(store, ta).remote_id}").json()["data"]
+    assert got["done"] is True and got["marked_as_done_time"]
+    assert box.activities[int(task(store, tb).remote_id)]["done"] is False
+    for ex in server[0].log:
+        assert exchange_errors(ex.method, ex.path, ex.query, ex.headers, ex.body, ex.status,
+                               ex.response_headers, ex.content) == [], (ex.method, ex.path)
+    assert push_tasks(store, "sales", connector).api_calls == 0  # closed once: nothing sent again
+
+    assert client.delete(f"/api/v2/activities/{task(store, tb).remote_id}").json()["success"]  # deleted there
+    close(store, tb, state="dismissed")
+    out = push_tasks(store, "sales", connector)
+    assert (out.closed, out.gone, out.failed) == (0, 1, 0)
+    assert "not found" in task(store, tb).close_error and task(store, tb).remote_closed_at
+    assert push_tasks(store, "sales", connector).api_calls == 0  # counted as closed: not retried
+    connector.close()
+
+
+def test_closing_twice_is_harmless_and_the_sandbox_checks_done_is_a_boolean(setup):
+    box, connector = setup
+    lead = box.remote_create({"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines"})
+    made = connector.write_tasks([op(connector, lead, task_id=n) for n in (1, 2)])
+    closes = [TaskClose(n, r.remote_id, dismissed=n == 2) for n, r in zip((1, 2), made)]
+    assert [r.ok for r in connector.close_tasks(closes)] == [True, True]
+    first = {r.remote_id: box.activities[int(r.remote_id)]["done_at"] for r in made}
+    assert [r.ok for r in connector.close_tasks(closes)] == [True, True]  # already done: harmless
+    assert {r.remote_id: box.activities[int(r.remote_id)]["done_at"] for r in made} == first  # done time kept
+    with pytest.raises(Refused) as caught:
+        connector.api.call("PATCH", f"/activities/{made[0].remote_id}", v2=True, body={"done": "yes"})
+    assert caught.value.status == 400 and "done: Expected boolean" in caught.value.vendor_message

@@ -1,4 +1,5 @@
-"""Salesforce tasks: the hub's tasks become Task records on the lead (or its deal), owned and due, never twice."""
+"""Salesforce tasks: the hub's tasks become Task records on the lead (or its deal), owned and due, never twice;
+closed in the hub, they are Completed in Salesforce, once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 
 from connectors.salesforce import SalesforceConnector, SalesforceSettings
 from connectors.salesforce.sandbox import SalesforceSandbox
-from hub.connector import TaskOp
+from hub.connector import TaskClose, TaskOp
+from hub.tasks_push import push_tasks
+
+from ..task_store import close, linked_task, task
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member, so a user of the sandbox org
 DUE = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)
@@ -83,3 +87,46 @@ def test_a_refused_task_carries_salesforces_words_and_the_others_are_created(box
     assert results[1].error == "ENTITY_IS_DELETED: entity is deleted"
     assert results[2].error.startswith("INVALID_CROSS_REFERENCE_KEY") or "MALFORMED_ID" in results[2].error
     assert len(box.tasks) == 1
+
+
+def get(connector, remote_id):
+    """The Task as Salesforce's REST GET answers it."""
+    return connector._call(lambda sf: sf.restful(f"sobjects/Task/{remote_id}"))
+
+
+def test_a_task_closed_in_the_hub_is_completed_in_salesforce_once_and_a_deleted_one_is_not_retried(
+        sqlite_store, box, connector):
+    store = sqlite_store
+    ta = linked_task(store, "sales", "Lead", lead(box), owner=OWNER)
+    tb = linked_task(store, "sales", "Lead", lead(box, "Builder"), owner=OWNER)
+    assert push_tasks(store, "sales", connector).pushed == 2
+    close(store, ta)
+    out = push_tasks(store, "sales", connector)
+    assert (out.closed, out.api_calls) == (1, 1)  # one sObject Collections PATCH
+    done = get(connector, task(store, ta).remote_id)
+    assert (done["Status"], done["IsClosed"]) == ("Completed", True)
+    assert get(connector, task(store, tb).remote_id)["IsClosed"] is False
+    assert push_tasks(store, "sales", connector).api_calls == 0  # closed once: nothing sent again
+
+    box.delete_task(task(store, tb).remote_id)  # deleted in Salesforce, then dismissed in the hub
+    close(store, tb, state="dismissed")
+    out = push_tasks(store, "sales", connector)
+    assert (out.closed, out.gone, out.failed) == (0, 1, 0)
+    assert task(store, tb).close_error == "ENTITY_IS_DELETED: entity is deleted" and task(store, tb).remote_closed_at
+    assert push_tasks(store, "sales", connector).api_calls == 0  # counted as closed: not retried
+
+
+def test_closing_is_one_collection_call_harmless_twice_and_names_the_deleted_tasks(box, connector):
+    lead_id = lead(box)
+    made = connector.write_tasks([op(connector, lead_id, task_id=n) for n in (1, 2, 3)])
+    ids = [r.remote_id for r in made]
+    box.delete_task(ids[2])
+    closes = [TaskClose(1, ids[0]), TaskClose(2, ids[1], dismissed=True), TaskClose(3, ids[2]),
+              TaskClose(4, "00T000000000000EAA")]  # never a task here
+    calls = connector.meter.by_kind["update"]
+    results = connector.close_tasks(closes)
+    assert [(r.ok, r.gone) for r in results] == [(True, False), (True, False), (False, True), (False, True)]
+    assert results[3].error == "INVALID_CROSS_REFERENCE_KEY: invalid cross reference id"
+    assert [box.tasks[i]["Status"] for i in ids[:2]] == ["Completed", "Completed"]
+    assert connector.meter.by_kind["update"] == calls + 1
+    assert [r.ok for r in connector.close_tasks(closes[:2])] == [True, True]  # already closed: harmless
