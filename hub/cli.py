@@ -347,7 +347,7 @@ def explain(lead: Annotated[str, typer.Argument(help="Lead id (or a unique 8+ ch
 def status(config: ConfigOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
     """Each connection's last run, lag, errors, API calls (24 h), pending writes, CRM merges and rule
-    tasks; open violations, conflicts and tasks."""
+    tasks (pushed, refused, closed in the hub but not yet in the CRM); open violations, conflicts and tasks."""
     from hub.runtime import Hub
     from hub.status import hub_status
 
@@ -377,6 +377,12 @@ def status(config: ConfigOpt = None,
                       highlight=False)
         if c.task_error:
             out.print(f"{c.connection}: latest task push error: {c.task_error[:200]}", markup=False,
+                      highlight=False)
+        if c.tasks_to_close:  # a line of its own: the table is wide enough already
+            out.print(f"{c.connection}: {c.tasks_to_close} tasks closed in the hub still to close in the CRM, "
+                      f"{c.tasks_close_failed} refused", markup=False, highlight=False)
+        if c.task_close_error:
+            out.print(f"{c.connection}: latest task close error: {c.task_close_error[:200]}", markup=False,
                       highlight=False)
     out.print(f"{st.violations} leads missing required fields for their status (tasks with their owners); "
               f"{st.conflicts} unresolved conflicts; {st.tasks_open} open rule tasks, {st.tasks_unlinked} "

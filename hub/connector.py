@@ -452,6 +452,15 @@ class Connector:
         ``can_write_tasks`` is True."""
         raise NotImplementedError(f"{self.name}: this connector cannot create tasks in the CRM")
 
+    def find_tasks(self, ops: Sequence[TaskOp]) -> dict[int, str]:
+        """Which of ``ops`` (at most ``limits.batch_size``) are already tasks in the CRM, made by an
+        earlier push: hub task id -> the CRM's task id; an op not found is absent. The look
+        :meth:`write_tasks` makes for ``maybe_exists`` ops (upsert key or :attr:`TaskOp.marker`), in
+        the same batched queries, and nothing is created or changed. :mod:`hub.tasks_push` asks it for
+        a task the hub closed after a push whose answer it never recorded. A lookup refused whole
+        raises, and :mod:`hub.tasks_push` splits it. Only where ``can_write_tasks`` is True."""
+        raise NotImplementedError(f"{self.name}: this connector cannot look for tasks in the CRM")
+
     def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
         """Close at most ``limits.batch_size`` tasks this connector created (completed; canceled where
         the CRM has it and ``dismissed``); one result per op. Idempotent: closing a closed task is

@@ -7,7 +7,9 @@ vendor's daily budget, pending and failed outbox rows; the dedup rule's CRM merg
 requests by state (``dedup_merge_requests``: requested, done, failed, unsupported,
 skipped — :mod:`rules.dedup.remote`) with the newest failure's words; and the rule
 tasks that CRM holds: open tasks pushed there, open tasks whose push it refused
-(``push_error``) with the newest refusal. Then the open governance violations
+(``push_error``) with the newest refusal, tasks closed in the hub that its next push
+still has to close there (:func:`hub.tasks_push.unclosed`), and of those the ones whose
+close it refused (``close_error``) with the newest refusal. Then the open governance violations
 (leads whose status lacks required fields), unresolved conflicts, and the open rule
 tasks, with those whose lead has no live record in any task-capable connection
 (``unlinked``: :mod:`hub.tasks_push` leaves them open, untouched, until the lead
@@ -26,6 +28,7 @@ from sqlmodel import Session
 from hub.actions import Task
 from hub.model import utcnow
 from hub.store import Conflict, Link, OutboxRow, Run
+from hub.tasks_push import unclosed
 
 __all__ = ["ConnectionStatus", "HubStatus", "hub_status"]
 
@@ -48,6 +51,11 @@ class ConnectionStatus:
     tasks_pushed: int = 0  # open rule tasks that are tasks in this CRM
     tasks_failed: int = 0  # open rule tasks this CRM refused (``push_error``; retried every run)
     task_error: str | None = None  # the newest of those refusals, verbatim
+    #: closed in the hub, pushed here (or sent, the answer lost) and not yet closed here: the next push's
+    #: work, refused ones included
+    tasks_to_close: int = 0
+    tasks_close_failed: int = 0  # of those, the ones whose close (or lookup) this CRM refused (``close_error``)
+    task_close_error: str | None = None  # the newest of those refusals, verbatim
 
 
 @dataclass
@@ -87,6 +95,7 @@ def hub_status(hub: Any, *, now: datetime | None = None) -> HubStatus:
             row.pending, row.failed = states.get("pending", 0), states.get("failed", 0)
             _merges(s, row)
             _tasks(s, row)
+            row.tasks_to_close = unclosed(hub.store, name)
             out.connections.append(row)
         out.conflicts = s.execute(sa.select(sa.func.count()).select_from(Conflict).where(
             Conflict.resolved_at.is_(None))).scalar_one()
@@ -125,6 +134,12 @@ def _tasks(s: Session, row: ConnectionStatus) -> None:
     row.tasks_failed = s.execute(sa.select(sa.func.count()).select_from(Task).where(*refused)).scalar_one()
     row.task_error = s.execute(sa.select(Task.push_error).where(*refused).order_by(Task.id.desc())
                                .limit(1)).scalars().first()  # no push time is kept for a refusal: newest task
+    unclosed_refused = (Task.connection == row.connection, Task.state.in_(("done", "dismissed")),
+                        Task.remote_closed_at.is_(None), Task.close_error.is_not(None))
+    row.tasks_close_failed = s.execute(sa.select(sa.func.count()).select_from(Task).where(
+        *unclosed_refused)).scalar_one()
+    row.task_close_error = s.execute(sa.select(Task.close_error).where(*unclosed_refused).order_by(
+        Task.closed_at.desc().nulls_last(), Task.id.desc()).limit(1)).scalars().first()  # newest closed in the hub
 
 
 def _task_capable(hub: Any) -> list[str]:

@@ -23,6 +23,14 @@ is sent, so after a crash between the CRM's answer and the hub's commit, the nex
 ``leadhub-task:<id>`` marker in its body) instead of creating a second one.
 
 Only open tasks are pushed, once: a task closed in the hub before it was pushed is never pushed.
+Unless it was sent and its answer lost: a task claimed and sent (``push_attempts`` > 0, no
+``remote_id``: the process died before the CRM's answer was booked) that the hub then closes may be
+open in the CRM. The next push of its connection looks for it there, with the lookup of a re-sent
+create (:meth:`hub.connector.Connector.find_tasks`, in the CRM's batches), and never creates it:
+found, it is booked as pushed (``remote_id``, ``pushed_at``) and closed like any other; not found,
+the CRM never made it, so there is nothing to close: ``remote_closed_at`` set, ``close_error``
+saying why, never looked at again (counted in :attr:`TaskPushOutcome.gone`). A lookup the CRM
+refuses is booked in ``close_error`` and retried every run.
 
 Closing: a pushed task (``remote_id`` set) that the hub then closes (``done`` or ``dismissed``) is
 closed in its CRM by the next push of its connection, in the CRM's batches
@@ -64,11 +72,13 @@ class TaskPushOutcome:
     connection: str
     pushed: int = 0  # created in the CRM (or found there, made by an earlier push)
     closed: int = 0  # closed in the hub, now closed in the CRM too
-    gone: int = 0  # closed in the hub, but deleted in the CRM meanwhile: counted as closed, never sent again
-    failed: int = 0  # creates or closes refused or unanswered this run; retried next run
+    gone: int = 0  # closed in the hub, not in the CRM (deleted there meanwhile, or never made by a push whose
+    # answer was lost): counted as closed, never sent again
+    failed: int = 0  # creates, lookups or closes refused or unanswered this run; retried next run
     elsewhere: int = 0  # open tasks that belong to another connection
     unlinked: list[int] = field(default_factory=list)  # task ids whose lead has no link in a task-capable CRM
-    errors: list[str] = field(default_factory=list)  # the CRM's words: "task <id>: …", "task <id> close: …"
+    errors: list[str] = field(default_factory=list)  # the CRM's words: "task <id>: …", "task <id> close: …",
+    # "task <id> lookup: …"
     error: str | None = None  # what stopped the push early (auth, rate limit, an unreachable CRM)
     api_calls: int = 0
 
@@ -95,10 +105,11 @@ def route_task(task: Task, links: dict[str, Link], order: Sequence[str]) -> str 
 def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Sequence[str] | None = None,
                run_id: int | None = None, limit: int | None = None) -> TaskPushOutcome:
     """Send the open, unpushed tasks that belong to ``conn_name`` into its CRM, then close there the
-    pushed ones the hub has closed since, in the connector's batch size. ``prefer``: task-capable
-    connections in order of preference (see the module docstring); ``run_id``: the sync run, for the
-    ``record_issues`` of refused tasks; ``limit``: at most this many tasks created, and as many
-    closed, this run. Never raises for the CRM's answers: see :class:`TaskPushOutcome`."""
+    pushed ones the hub has closed since (after looking for those whose push's answer was lost), in
+    the connector's batch size. ``prefer``: task-capable connections in order of preference (see the
+    module docstring); ``run_id``: the sync run, for the ``record_issues`` of refused tasks;
+    ``limit``: at most this many tasks created, as many looked for, and as many closed, this run.
+    Never raises for the CRM's answers: see :class:`TaskPushOutcome`."""
     out = TaskPushOutcome(conn_name)
     if not connector.can_write_tasks:
         return out
@@ -110,8 +121,14 @@ def push_tasks(store: Store, conn_name: str, connector: Connector, *, prefer: Se
         to_create = s.exec(sa.select(Task.id).where(Task.state == "open", Task.remote_id.is_(None), sa.or_(
             Task.connection.is_(None), Task.connection == conn_name)).limit(1)).first() is not None
         to_close = s.exec(sa.select(Task.id).where(*_unclosed(conn_name)).limit(1)).first() is not None
+        to_find = s.exec(sa.select(Task.id).where(*_orphaned(conn_name)).limit(1)).first() is not None
     if to_create and not _create(store, conn_name, connector, order, out, run_id, limit):
         return _done(out, connector, calls_before)  # stopped (auth, rate limit, the CRM unreachable)
+    if to_find:
+        found = _find(store, conn_name, connector, out, run_id, limit)
+        if found is None:
+            return _done(out, connector, calls_before)  # stopped, as above
+        to_close = to_close or found > 0
     if to_close:
         _close(store, conn_name, connector, out, run_id, limit)
     return _done(out, connector, calls_before)
@@ -236,6 +253,92 @@ def _unclosed(conn_name: str) -> tuple[Any, ...]:
             Task.remote_id.is_not(None))
 
 
+def _orphaned(conn_name: str) -> tuple[Any, ...]:
+    """Where a task was sent to ``conn_name``'s CRM and the answer lost (no ``remote_id``), then closed in
+    the hub, and not yet looked for: it may be open in the CRM."""
+    return (Task.connection == conn_name, Task.remote_closed_at.is_(None), Task.state.in_(_CLOSED),
+            Task.remote_id.is_(None), Task.push_attempts > 0)
+
+
+def _find(store: Store, conn_name: str, connector: Connector, out: TaskPushOutcome, run_id: int | None,
+          limit: int | None) -> int | None:
+    """Look in the CRM for the tasks :func:`_orphaned` selects (:meth:`Connector.find_tasks`, in its batch
+    size) and book the answers: found, pushed (:func:`_close` then closes it); not found, nothing to
+    close. Creates nothing. How many were found; ``None`` if an error stopped it (``out.error``)."""
+    size = max(connector.limits.batch_size, 1)
+    last_id, seen, found = 0, 0, 0
+    while limit is None or seen < limit:
+        chunk = size * 5 if limit is None else min(size * 5, limit - seen)
+        with Session(store.engine) as s:
+            rows = s.exec(sa.select(Task).where(*_orphaned(conn_name), Task.id > last_id)
+                          .order_by(Task.id).limit(chunk)).scalars().all()
+            # the record it was sent to: as _claim chose it, but a deleted one too (the task may outlive it)
+            links: dict[str, Link] = {}
+            for ln in s.exec(sa.select(Link).where(Link.lead_id.in_({t.lead_id for t in rows}),
+                                                   Link.connection == conn_name)
+                             .order_by(Link.deleted_at.is_(None), Link.object == connector.lead_object)).scalars():
+                links[ln.lead_id] = ln  # the last wins: live first, then the lead object
+        if not rows:
+            return found
+        last_id = rows[-1].id
+        seen += len(rows)
+        ops = [TaskOp(t.id, links[t.lead_id].remote_id, None, t.title, t.due_at, t.kind,
+                      note=f"LeadHub {t.kind} ({t.rule})", maybe_exists=True) for t in rows if t.lead_id in links]
+        unlinked = [t.id for t in rows if t.lead_id not in links]
+        if unlinked:  # the hub no longer knows the lead's record there: nowhere to look
+            _record_finds(store, conn_name, [TaskResult(tid, True) for tid in unlinked], unlinked, out, run_id,
+                          missing="the lead has no record in this CRM any more: the task was not looked for")
+        for start in range(0, len(ops), size):
+            batch = ops[start:start + size]
+            try:
+                results = _send(lambda b: _found(connector.find_tasks(b), b), batch)
+            except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
+                out.error = str(exc)
+                _record_finds(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True) for op in batch],
+                              [op.task_id for op in batch], out, run_id)
+                return None
+            found += _record_finds(store, conn_name, results, [op.task_id for op in batch], out, run_id)
+    return found
+
+
+def _found(hits: dict[int, str], batch: list[TaskOp]) -> list[TaskResult]:
+    """:meth:`Connector.find_tasks`'s answer as results: ok for each op, ``remote_id`` when found."""
+    return [TaskResult(op.task_id, True, hits.get(op.task_id)) for op in batch]
+
+
+def _record_finds(store: Store, conn_name: str, results: list[TaskResult], task_ids: list[int],
+                  out: TaskPushOutcome, run_id: int | None,
+                  missing: str = "not in the CRM: the push whose answer was lost did not make it; nothing to close"
+                  ) -> int:
+    """Book lookups: found, the task is pushed; not found, nothing to close; refused, ``close_error``.
+    Returns how many were found."""
+    by_id = {r.task_id: r for r in results}
+    now, found = utcnow(), 0
+    with store.session() as s:
+        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_(task_ids))).scalars()}
+        for tid in task_ids:
+            task, res = rows.get(tid), by_id.get(tid)
+            if task is None or task.remote_id is not None:  # booked meanwhile: nothing to do here
+                continue
+            if res is not None and res.ok and res.remote_id:
+                task.remote_id, task.pushed_at, task.push_error, task.close_error = res.remote_id, now, None, None
+                out.pushed += 1
+                found += 1
+            elif res is not None and res.ok:
+                task.remote_closed_at, task.close_error = now, missing
+                out.gone += 1
+            else:
+                message = (res.error if res is not None else None) or "the CRM gave no answer for this task"
+                task.close_error = message
+                out.failed += 1
+                out.errors.append(f"task {tid} lookup: {message}")
+                if res is not None and not res.retryable:
+                    s.add(RecordIssue(run_id=run_id, connection=conn_name, lead_id=task.lead_id,
+                                      kind="task_close_rejected", message=message, at=now))
+            s.add(task)
+    return found
+
+
 def _close(store: Store, conn_name: str, connector: Connector, out: TaskPushOutcome, run_id: int | None,
            limit: int | None) -> None:
     """The closing half of :func:`push_tasks`. Nothing is claimed: closing twice is harmless."""
@@ -292,10 +395,12 @@ def _record_closes(store: Store, conn_name: str, results: list[TaskResult], batc
 
 
 def unclosed(store: Store, connection: str | None = None) -> int:
-    """Tasks closed in the hub and still open in the CRM they were pushed to (for status-like reports)."""
+    """Tasks closed in the hub and still open in the CRM they were pushed to, or maybe there (sent, the
+    answer lost: the next push looks for them) — what the next pushes owe (for status-like reports)."""
     with Session(store.engine) as s:
         q = sa.select(sa.func.count()).select_from(Task).where(
-            Task.remote_closed_at.is_(None), Task.state.in_(_CLOSED), Task.remote_id.is_not(None))
+            Task.remote_closed_at.is_(None), Task.state.in_(_CLOSED),
+            sa.or_(Task.remote_id.is_not(None), Task.push_attempts > 0))
         if connection is not None:
             q = q.where(Task.connection == connection)
         return s.exec(q).one()[0]

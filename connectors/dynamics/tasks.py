@@ -12,6 +12,7 @@ property to a lead; the bare ``regardingobjectid_lead`` names custom activity ta
 
 Closed tasks are read-only, so a task that may already exist (:attr:`hub.connector.TaskOp.maybe_exists`)
 is looked up by its id first and left alone if found: a user who completed it keeps it completed.
+That look, alone, is :meth:`DynamicsTasks.find_tasks`: one query of the batch's ids.
 Like the lead writes, the batch is all or nothing (standard tables): a refused one fails with the
 first error and the core splits it until the bad task stands alone.
 
@@ -47,7 +48,8 @@ def activity_id(op: TaskOp) -> str:
 
 
 class DynamicsTasks:
-    """Mixin for :class:`connectors.dynamics.DynamicsConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
+    """Mixin for :class:`connectors.dynamics.DynamicsConnector`: :meth:`write_tasks`, :meth:`find_tasks`,
+    :meth:`close_tasks`."""
 
     can_write_tasks = True
     _send: Any
@@ -55,13 +57,18 @@ class DynamicsTasks:
 
     def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
         ids = {op.task_id: activity_id(op) for op in ops}
-        doubtful = [ids[op.task_id] for op in ops if op.maybe_exists]
-        there = {r["activityid"] for r in self._query("tasks", ["activityid"], "activityid", doubtful)} \
-            if doubtful else set()
-        targets = [self._task_target(op, ids[op.task_id]) for op in ops if ids[op.task_id] not in there]
+        there = self.find_tasks([op for op in ops if op.maybe_exists])
+        targets = [self._task_target(op, ids[op.task_id]) for op in ops if op.task_id not in there]
         if targets:
             self._send("POST", "tasks/Microsoft.Dynamics.CRM.UpsertMultiple", json={"Targets": targets})
         return [TaskResult(op.task_id, True, ids[op.task_id]) for op in ops]
+
+    def find_tasks(self, ops: Sequence[TaskOp]) -> dict[int, str]:
+        ids = {op.task_id: activity_id(op) for op in ops}
+        if not ids:
+            return {}
+        there = {r["activityid"].lower() for r in self._query("tasks", ["activityid"], "activityid", ids.values())}
+        return {tid: aid for tid, aid in ids.items() if aid in there}
 
     def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
         try:

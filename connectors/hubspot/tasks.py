@@ -12,6 +12,7 @@ Tasks have no unique property unless a portal adds one, so a task that may alrea
 (:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: the contact's tasks through the
 v4 associations batch read (contacts to tasks), then their bodies through the tasks batch read, for
 the marker. Neither is the search API, so a task made a moment ago is found (search lags writes).
+The same look, alone, is :meth:`HubSpotTasks.find_tasks`.
 
 Closing (:meth:`HubSpotTasks.close_tasks`): ``POST /crm/v3/objects/tasks/batch/update`` (100 inputs)
 with ``hs_task_status`` ``COMPLETED`` — HubSpot has no canceled state, so a dismissed task is completed
@@ -64,7 +65,8 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 class HubSpotTasks:
-    """Mixin for :class:`connectors.hubspot.HubSpotConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
+    """Mixin for :class:`connectors.hubspot.HubSpotConnector`: :meth:`write_tasks`, :meth:`find_tasks`,
+    :meth:`close_tasks`."""
 
     can_write_tasks = True
     client: Any
@@ -85,7 +87,7 @@ class HubSpotTasks:
             SimplePublicObjectBatchInputForCreate,
         )
 
-        found = self._existing_tasks([op for op in ops if op.maybe_exists])
+        found = self.find_tasks([op for op in ops if op.maybe_exists])
         results = {tid: TaskResult(tid, True, rid) for tid, rid in found.items()}
         creates = [op for op in ops if op.task_id not in found]
         if creates:
@@ -169,7 +171,7 @@ class HubSpotTasks:
             props["hubspot_owner_id"] = op.owner_remote
         return props
 
-    def _existing_tasks(self, ops: list[TaskOp]) -> dict[int, str]:
+    def find_tasks(self, ops: Sequence[TaskOp]) -> dict[int, str]:
         """Hub task id -> HubSpot task id, for the ops whose task is already on their contact."""
         if not ops:
             return {}

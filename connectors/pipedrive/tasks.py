@@ -11,7 +11,8 @@ the conversion), the activity goes on the deal (``deal_id``) instead.
 Activities have no external id, so a task that may already exist
 (:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: the lead's (or deal's)
 activities, ``GET /api/v2/activities?lead_id=…``, their notes searched for the marker. That list
-is not a search index, so a task created a moment ago is found.
+is not a search index, so a task created a moment ago is found. That look, alone, is
+:meth:`PipedriveTasks.find_tasks`: one walk of each lead's (or deal's) activities for all its tasks.
 
 Closing (:meth:`PipedriveTasks.close_tasks`): ``PATCH /api/v2/activities/{id}`` with ``done: true``
 per task (5 tokens; no batch endpoint, so several at once on the same pool). Pipedrive has no
@@ -35,7 +36,8 @@ __all__ = ["PipedriveTasks"]
 
 
 class PipedriveTasks:
-    """Mixin for :class:`connectors.pipedrive.PipedriveConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
+    """Mixin for :class:`connectors.pipedrive.PipedriveConnector`: :meth:`write_tasks`, :meth:`find_tasks`,
+    :meth:`close_tasks`."""
 
     can_write_tasks = True
     api: PipedriveApi
@@ -46,6 +48,15 @@ class PipedriveTasks:
 
     def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
         return self._each_task(self._close_task, ops)
+
+    def find_tasks(self, ops: Sequence[TaskOp]) -> dict[int, str]:
+        by_target: dict[tuple[str, Any], list[TaskOp]] = {}
+        for op in ops:  # no batch lookup in Pipedrive: one list per lead (or deal), for all its tasks
+            by_target.setdefault(self._target(op), []).append(op)
+        found: dict[int, str] = {}
+        for (key, value), mine in by_target.items():
+            found.update(self._find_tasks(mine, key, value))
+        return found
 
     def _close_task(self, op: TaskClose) -> TaskResult:
         try:
@@ -81,7 +92,7 @@ class PipedriveTasks:
         key, value = self._target(op)
         try:
             if op.maybe_exists:
-                found = self._find_task(op, key, value)
+                found = self._find_tasks([op], key, value).get(op.task_id)
                 if found is not None:
                     return TaskResult(op.task_id, True, found)
             body: dict[str, Any] = {"subject": op.title, "type": "task", key: value, "note": op.body, "done": False}
@@ -95,10 +106,17 @@ class PipedriveTasks:
         except Refused as exc:
             return TaskResult(op.task_id, False, None, exc.vendor_message or str(exc))
 
-    def _find_task(self, op: TaskOp, key: str, value: Any) -> str | None:
+    def _find_tasks(self, ops: list[TaskOp], key: str, value: Any) -> dict[int, str]:
+        """Hub task id -> activity id, for the ``ops`` whose activity is on the lead (``key``/``value``:
+        ``lead_id`` or ``deal_id``, see :meth:`_target`); the first that carries each marker."""
+        found: dict[int, str] = {}
         cursor = None
         while True:
             rows, cursor = self.api.v2_list("/activities", {key: value, "limit": 500, "cursor": cursor})
-            hit = next((str(a["id"]) for a in rows if op.marked(a.get("note"))), None)
-            if hit is not None or not cursor:
-                return hit
+            for op in ops:
+                if op.task_id not in found:
+                    hit = next((str(a["id"]) for a in rows if op.marked(a.get("note"))), None)
+                    if hit is not None:
+                        found[op.task_id] = hit
+            if len(found) == len(ops) or not cursor:
+                return found

@@ -11,7 +11,8 @@ learns which leads are converted.
 Task has no external id unless an admin adds a custom field to Activity, so a task that may
 already exist (:attr:`hub.connector.TaskOp.maybe_exists`) is looked for first: one query for the
 tasks on those leads (``WhoId IN`` … ``OR WhatId IN`` …) whose ``Description`` carries the marker
-(a long text area cannot be filtered in SOQL, so the marker is matched here).
+(a long text area cannot be filtered in SOQL, so the marker is matched here). The same look, alone,
+is :meth:`SalesforceTasks.find_tasks` (its query and the converted leads' one).
 
 Closing (:meth:`SalesforceTasks.close_tasks`): one ``PATCH composite/sobjects`` (≤ 200 records,
 ``allOrNone: false``) setting each ``Status`` to ``Completed``, the default Task Status value whose
@@ -42,7 +43,8 @@ def _ids(values: Sequence[str]) -> str:
 
 
 class SalesforceTasks:
-    """Mixin for :class:`connectors.salesforce.SalesforceConnector`: :meth:`write_tasks`, :meth:`close_tasks`."""
+    """Mixin for :class:`connectors.salesforce.SalesforceConnector`: :meth:`write_tasks`,
+    :meth:`find_tasks`, :meth:`close_tasks`."""
 
     can_write_tasks = True
     _pages: Any
@@ -64,6 +66,11 @@ class SalesforceTasks:
                                                      retryable=bool(error_codes(r) & RETRYABLE))
         return [results.get(op.task_id) or TaskResult(op.task_id, False, None, "no answer for this task",
                                                         retryable=True) for op in ops]
+
+    def find_tasks(self, ops: Sequence[TaskOp]) -> dict[int, str]:
+        if not ops:
+            return {}
+        return self._existing_tasks(list(ops), self._converted_deals([op.lead_remote_id for op in ops]))
 
     def close_tasks(self, ops: Sequence[TaskClose]) -> list[TaskResult]:
         records = [{"attributes": {"type": "Task"}, "Id": op.remote_id, "Status": "Completed"} for op in ops]
@@ -114,6 +121,8 @@ class SalesforceTasks:
         if not ops:
             return {}
         whos = _ids([op.lead_remote_id for op in ops])
+        if not whos:  # no valid lead id: no task can be on them (and ``IN ()`` is not SOQL)
+            return {}
         whats = _ids([d for op in ops if (d := deals.get(op.lead_remote_id))])
         where = f"WhoId IN ({whos})" + (f" OR WhatId IN ({whats})" if whats else "")
         bodies: dict[str, str] = {}

@@ -253,6 +253,7 @@ def test_status_counts_crm_merges_and_rule_tasks(tmp_path, served_box, monkeypat
     (m,) = empty["connections"]
     assert m["merges"] == {"requested": 0, "done": 0, "failed": 0, "unsupported": 0, "skipped": 0}
     assert (m["merge_failure"], m["tasks_pushed"], m["tasks_failed"], m["task_error"]) == (None, 0, 0, None)
+    assert (m["tasks_to_close"], m["tasks_close_failed"], m["task_close_error"]) == (0, 0, None)
     assert (empty["tasks_open"], empty["tasks_unlinked"]) == (0, 0)
 
     now = utcnow()
@@ -288,6 +289,21 @@ def test_status_counts_crm_merges_and_rule_tasks(tmp_path, served_box, monkeypat
             Task(lead_id=loner.id, rule="governance", kind="violation", title="unlinked"),
             Task(lead_id=d, rule="governance", kind="violation", title="unlinked: its record is gone"),
             Task(lead_id=loner.id, rule="governance", kind="violation", title="dismissed", state="dismissed"),
+            # closed in the hub: t3 above waits to be closed in HubSpot, and so do these…
+            Task(lead_id=a, rule="sla", kind="breach", title="close refused", state="done", connection="marketing",
+                 remote_id="t4", pushed_at=now, closed_at=now - timedelta(hours=1), close_error="old close refusal"),
+            Task(lead_id=b, rule="sla", kind="breach", title="close refused", state="dismissed",
+                 connection="marketing", remote_id="t5", pushed_at=now, closed_at=now,
+                 close_error="VALIDATION_ERROR: hs_task_status is read-only"),  # the newest refusal
+            Task(lead_id=c, rule="sla", kind="breach", title="sent, answer lost", state="done",
+                 connection="marketing", push_attempts=1, closed_at=now),  # maybe in HubSpot: looked for
+            # …but not these: closed there, gone there, or never sent
+            Task(lead_id=a, rule="sla", kind="breach", title="closed there", state="done", connection="marketing",
+                 remote_id="t6", pushed_at=now, closed_at=now, remote_closed_at=now),
+            Task(lead_id=b, rule="sla", kind="breach", title="gone there", state="done", connection="marketing",
+                 remote_id="t7", pushed_at=now, closed_at=now, remote_closed_at=now,
+                 close_error="OBJECT_NOT_FOUND: gone"),
+            Task(lead_id=c, rule="sla", kind="breach", title="never sent", state="done", closed_at=now),
         ])
 
     res = run("status", "-c", str(cfg), "--json", **token)
@@ -297,11 +313,15 @@ def test_status_counts_crm_merges_and_rule_tasks(tmp_path, served_box, monkeypat
     assert m["merges"] == {"requested": 1, "done": 2, "failed": 2, "unsupported": 1, "skipped": 1}
     assert m["merge_failure"] == "Could not find contacts 2"
     assert (m["tasks_pushed"], m["tasks_failed"], m["task_error"]) == (2, 2, "owner 42 is not a HubSpot user")
+    assert (m["tasks_to_close"], m["tasks_close_failed"]) == (4, 2)
+    assert m["task_close_error"] == "VALIDATION_ERROR: hs_task_status is read-only"
     assert (st["tasks_open"], st["tasks_unlinked"]) == (7, 2)
 
     table = run("status", "-c", str(cfg), **token).stdout
     assert "1 requested, 2 done, 2 failed, 1 unsupported, 1 skipped" in table
     assert "2 in CRM, 2 refused" in table
+    assert "marketing: 4 tasks closed in the hub still to close in the CRM, 2 refused" in table
     assert "marketing: latest CRM merge failure: Could not find contacts 2" in table
     assert "marketing: latest task push error: owner 42 is not a HubSpot user" in table
+    assert "marketing: latest task close error: VALIDATION_ERROR: hs_task_status is read-only" in table
     assert "7 open rule tasks, 2 unlinked" in table

@@ -297,3 +297,75 @@ def test_a_refused_close_is_retried_and_a_crash_after_the_crm_answered_just_clos
     t = tasks(store)[tid]
     assert t.remote_closed_at is not None and t.close_error is None
     assert box.tasks[t.remote_id]["properties"]["hs_task_status"] == "COMPLETED" and len(box.tasks) == 1
+
+
+# -- a push whose answer was lost, then closed in the hub --------------------------------------------
+def claimed(store, *ids: int, connection: str = "marketing") -> None:
+    """Claimed and the attempt counted; the process died before the CRM's answer was booked."""
+    with store.session() as s:
+        s.exec(sa.update(Task).where(Task.id.in_(ids)).values(connection=connection, push_attempts=1))
+
+
+def test_a_task_closed_after_a_push_whose_answer_was_lost_is_looked_for_then_closed_or_settled(store, box,
+                                                                                             hubspot):
+    made, lost, untouched = (task(store, lead(store, {"marketing": contact(box, n)})) for n in range(3))
+    rows = tasks(store)
+    lead_of = {tid: rows[tid].lead_id for tid in (made, lost)}
+    with Session(store.engine) as s:
+        remote = dict(s.exec(sa.select(Link.lead_id, Link.remote_id).where(Link.lead_id.in_(lead_of.values()))).all())
+    from hub.connector import TaskOp
+
+    # what the lost push did: HubSpot made the first task, and the process died before the hub booked it
+    [res] = hubspot.write_tasks([TaskOp(made, remote[lead_of[made]], None, "SLA breached: call back", DUE, "breach",
+                                        note="LeadHub breach (sla)")])
+    claimed(store, made, lost)  # the second never reached HubSpot
+    close(store, made, lost, untouched)  # closed in the hub before the next push; `untouched` was never sent
+    assert unclosed(store, "marketing") == 2  # what the next push owes: maybe there, open
+    out = push_tasks(store, "marketing", hubspot)
+    assert (out.pushed, out.closed, out.gone, out.failed, out.error) == (1, 1, 1, 0, None)
+    assert out.api_calls == 3  # the lookup (associations, tasks), one batch update; no owner read, no create
+    assert list(box.tasks) == [res.remote_id]
+    assert box.tasks[res.remote_id]["properties"]["hs_task_status"] == "COMPLETED"
+    rows = tasks(store)
+    assert rows[made].remote_id == res.remote_id and rows[made].pushed_at and rows[made].remote_closed_at
+    assert rows[made].close_error is None and rows[made].push_attempts == 1
+    assert rows[lost].remote_id is None and rows[lost].remote_closed_at is not None
+    assert "nothing to close" in rows[lost].close_error
+    assert rows[untouched].remote_closed_at is None and rows[untouched].connection is None  # never sent: left
+    assert unclosed(store) == 0
+    again = push_tasks(store, "marketing", hubspot)
+    assert (again.pushed, again.closed, again.gone, again.api_calls) == (0, 0, 0, 0)  # settled: never again
+    assert len(box.tasks) == 1
+
+
+def test_a_refused_lookup_is_booked_as_a_close_error_and_retried(sqlite_store, box, hubspot):
+    store = sqlite_store
+    lost = task(store, lead(store, {"marketing": contact(box)}))
+    claimed(store, lost)
+    close(store, lost, state="dismissed")
+    box.faults.add(400, count=1, path_contains="/associations/", message="Invalid input")
+    out = push_tasks(store, "marketing", hubspot, run_id=None)
+    assert (out.pushed, out.gone, out.failed, out.error) == (0, 0, 1, None)
+    assert out.errors == [f"task {lost} lookup: {tasks(store)[lost].close_error}"]
+    assert "Invalid input" in tasks(store)[lost].close_error and tasks(store)[lost].remote_closed_at is None
+    with Session(store.engine) as s:
+        issue = s.exec(sa.select(RecordIssue)).scalars().one()
+    assert (issue.kind, issue.lead_id) == ("task_close_rejected", tasks(store)[lost].lead_id)
+    out = push_tasks(store, "marketing", hubspot)  # the next run looks again: not there, nothing to close
+    assert (out.gone, out.failed) == (1, 0) and "nothing to close" in tasks(store)[lost].close_error
+    assert tasks(store)[lost].remote_closed_at is not None and not box.tasks
+
+
+def test_lookups_go_in_the_crms_batch_size_and_stop_on_an_auth_error(sqlite_store, box, hubspot):
+    store = sqlite_store
+    ids = [task(store, lead(store, {"marketing": contact(box, n)})) for n in range(3)]
+    claimed(store, *ids)
+    close(store, *ids)
+    wrong = HubSpotConnector(HubSpotSettings(base_url=box.url, token="not-the-token"), connection="marketing")
+    out = push_tasks(store, "marketing", wrong)
+    assert out.error and "credentials refused" in out.error and out.failed == 3
+    assert all(t.remote_closed_at is None for t in tasks(store).values())  # retried next run
+    hubspot.limits = replace(hubspot.limits, batch_size=2)
+    out = push_tasks(store, "marketing", hubspot)
+    assert (out.gone, out.failed, out.error) == (3, 0, None)
+    assert hubspot.meter.by_kind["task_associations"] == 2 and not box.tasks  # 2 + 1; none created

@@ -13,7 +13,7 @@ from hub.connector import TaskClose, TaskOp
 from hub.errors import ConnectorError
 from hub.tasks_push import push_tasks
 
-from ..task_store import close, linked_task, task
+from ..task_store import claimed, close, linked_task, push_and_crash, task
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member: a Dynamics user
 DUE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -104,6 +104,27 @@ def test_a_task_closed_in_the_hub_is_closed_in_dynamics_once_and_a_deleted_one_i
     assert (out.closed, out.gone, out.failed) == (0, 1, 0)
     assert "Does Not Exist" in task(store, deleted).close_error and task(store, deleted).remote_closed_at
     assert push_tasks(store, "sales", connector).api_calls == 0  # counted as closed: not retried
+
+
+def test_a_task_closed_after_a_push_whose_answer_was_lost_is_found_and_closed_never_created(
+        sqlite_store, box, api, connector):
+    store = sqlite_store
+    a, b = (box.add_lead({"lastname": n, "companyname": "Analytical Engines"}) for n in ("Ada", "Bob"))
+    made = linked_task(store, "sales", "leads", a, owner=OWNER)
+    push_and_crash(store, "sales", connector)  # Dataverse made it; the hub never booked its id
+    assert len(tasks(box)) == 1 and task(store, made).remote_id is None
+    lost = linked_task(store, "sales", "leads", b, owner=OWNER)
+    claimed(store, lost, "sales")  # claimed, and the process died before sending it
+    close(store, made, state="dismissed")
+    close(store, lost)
+    upserts = connector.meter.by_kind["POST UpsertMultiple"]
+    out = push_tasks(store, "sales", connector)
+    assert (out.pushed, out.closed, out.gone, out.failed, out.error) == (1, 1, 1, 0, None)
+    assert out.api_calls == 2 and connector.meter.by_kind["POST UpsertMultiple"] == upserts  # one query, one close
+    [remote] = tasks(box)
+    assert task(store, made).remote_id == remote and state(api, remote) == (2, 6)  # Canceled: dismissed
+    assert task(store, lost).remote_closed_at and "nothing to close" in task(store, lost).close_error
+    assert push_tasks(store, "sales", connector).api_calls == 0 and len(tasks(box)) == 1
 
 
 def test_a_refused_batch_is_sorted_by_one_query_into_deleted_closed_and_open_tasks(box, connector):

@@ -13,7 +13,7 @@ from hub.connector import TaskClose, TaskOp
 from hub.errors import ConnectorError
 from hub.tasks_push import push_tasks
 
-from ..task_store import close, linked_task, task
+from ..task_store import claimed, close, linked_task, push_and_crash, task
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member: a HubSpot owner
 DUE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -118,6 +118,30 @@ def test_a_task_closed_in_the_hub_is_completed_in_hubspot_once_and_a_deleted_one
     assert (out.closed, out.gone, out.failed) == (0, 1, 0)
     assert "OBJECT_NOT_FOUND" in task(store, tb).close_error and task(store, tb).remote_closed_at
     assert push_tasks(store, "marketing", connector).api_calls == 0  # counted as closed: not retried
+
+
+def test_a_task_closed_after_a_push_whose_answer_was_lost_is_found_and_completed_never_created(
+        sqlite_store, box, connector):
+    store = sqlite_store
+    a, b = (box.add_contact({"email": f"{n}@example.com", "lastname": n}) for n in ("ada", "bob"))
+    made = linked_task(store, "marketing", "contacts", a, owner=OWNER)
+    push_and_crash(store, "marketing", connector)  # HubSpot made it; the hub never booked its id
+    assert len(box.tasks) == 1 and task(store, made).remote_id is None and task(store, made).push_attempts == 1
+    lost = linked_task(store, "marketing", "contacts", b, owner=OWNER)
+    claimed(store, lost, "marketing")  # claimed, and the process died before sending it
+    close(store, made, lost)  # closed in the hub before the next push
+    out = push_tasks(store, "marketing", connector)
+    assert (out.pushed, out.closed, out.gone, out.failed, out.error) == (1, 1, 1, 0, None)
+    # one associations read and one tasks read (the two tasks in one lookup), one batch update; no create
+    assert out.api_calls == 3 and connector.meter.by_kind["task_associations"] == 1
+    assert connector.meter.by_kind["task_create"] == 1  # the lost push's only
+    [remote] = box.tasks
+    assert task(store, made).remote_id == remote and task(store, made).remote_closed_at
+    assert status(connector, remote) == "COMPLETED"
+    assert task(store, lost).remote_id is None and task(store, lost).remote_closed_at
+    assert "nothing to close" in task(store, lost).close_error
+    assert push_tasks(store, "marketing", connector).api_calls == 0  # both settled: never looked at again
+    assert len(box.tasks) == 1
 
 
 def test_closing_is_one_batch_update_harmless_twice_and_names_the_deleted_tasks(box, connector):

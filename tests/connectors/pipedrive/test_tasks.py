@@ -11,7 +11,7 @@ from connectors.pipedrive.api import Refused
 from hub.connector import TaskClose, TaskOp
 from hub.tasks_push import push_tasks
 
-from ..task_store import close, linked_task, task
+from ..task_store import claimed, close, linked_task, push_and_crash, task
 from .conftest import connect
 from .specs import exchange_errors
 
@@ -114,6 +114,26 @@ def test_a_task_closed_in_the_hub_is_done_in_pipedrive_once_and_a_deleted_one_is
     assert "not found" in task(store, tb).close_error and task(store, tb).remote_closed_at
     assert push_tasks(store, "sales", connector).api_calls == 0  # counted as closed: not retried
     connector.close()
+
+
+def test_a_task_closed_after_a_push_whose_answer_was_lost_is_found_and_done_never_created(setup, sqlite_store):
+    store = sqlite_store
+    box, connector = setup
+    a, b = (box.remote_create({"first_name": n, "last_name": "Lovelace", "company": "Analytical Engines"})
+            for n in ("Ada", "Bob"))
+    made = linked_task(store, "sales", "leads", a, owner=OWNER)
+    push_and_crash(store, "sales", connector)  # Pipedrive made it; the hub never booked its id
+    assert len(box.activities) == 1 and task(store, made).remote_id is None
+    lost = linked_task(store, "sales", "leads", b, owner=OWNER)
+    claimed(store, lost, "sales")  # claimed, and the process died before sending it
+    close(store, made, lost)
+    out = push_tasks(store, "sales", connector)
+    assert (out.pushed, out.closed, out.gone, out.failed, out.error) == (1, 1, 1, 0, None)
+    assert out.api_calls == 3  # each lead's activities listed once, one PATCH; no create
+    [remote] = box.activities
+    assert task(store, made).remote_id == str(remote) and box.activities[remote]["done"] is True
+    assert task(store, lost).remote_closed_at and "nothing to close" in task(store, lost).close_error
+    assert push_tasks(store, "sales", connector).api_calls == 0 and len(box.activities) == 1
 
 
 def test_closing_twice_is_harmless_and_the_sandbox_checks_done_is_a_boolean(setup):

@@ -12,7 +12,7 @@ from connectors.salesforce.sandbox import SalesforceSandbox
 from hub.connector import TaskClose, TaskOp
 from hub.tasks_push import push_tasks
 
-from ..task_store import close, linked_task, task
+from ..task_store import claimed, close, linked_task, push_and_crash, task
 
 OWNER = "james.lewis@northwind-sales.example"  # a fakedata.team(0) member, so a user of the sandbox org
 DUE = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)
@@ -114,6 +114,31 @@ def test_a_task_closed_in_the_hub_is_completed_in_salesforce_once_and_a_deleted_
     assert (out.closed, out.gone, out.failed) == (0, 1, 0)
     assert task(store, tb).close_error == "ENTITY_IS_DELETED: entity is deleted" and task(store, tb).remote_closed_at
     assert push_tasks(store, "sales", connector).api_calls == 0  # counted as closed: not retried
+
+
+def test_a_task_closed_after_a_push_whose_answer_was_lost_is_found_and_completed_never_created(
+        sqlite_store, box, connector):
+    store = sqlite_store
+    made = linked_task(store, "sales", "Lead", lead(box), owner=OWNER)
+    push_and_crash(store, "sales", connector)  # Salesforce made it; the hub never booked its id
+    assert len(box.tasks) == 1 and task(store, made).remote_id is None and task(store, made).push_attempts == 1
+    lost = linked_task(store, "sales", "Lead", lead(box, "Builder"), owner=OWNER)
+    claimed(store, lost, "sales")  # claimed, and the process died before sending it
+    close(store, made)
+    close(store, lost, state="dismissed")
+    creates = connector.meter.by_kind["create"]
+    out = push_tasks(store, "sales", connector)
+    assert (out.pushed, out.closed, out.gone, out.failed, out.error) == (1, 1, 1, 0, None)
+    # the converted leads' query and the tasks' (both tasks in one lookup), one Collections PATCH; no create
+    assert out.api_calls == 3 and connector.meter.by_kind["create"] == creates
+    [remote] = box.tasks
+    assert task(store, made).remote_id == remote and task(store, made).remote_closed_at
+    got = get(connector, remote)
+    assert (got["Status"], got["IsClosed"]) == ("Completed", True)
+    assert task(store, lost).remote_id is None and task(store, lost).remote_closed_at
+    assert "nothing to close" in task(store, lost).close_error
+    assert push_tasks(store, "sales", connector).api_calls == 0  # both settled: never looked at again
+    assert len(box.tasks) == 1
 
 
 def test_closing_is_one_collection_call_harmless_twice_and_names_the_deleted_tasks(box, connector):
