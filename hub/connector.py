@@ -23,23 +23,35 @@ and call metering (through :class:`hub.http.Guard`).
 
 Cursors are opaque JSON-able dicts owned by the connector; the sync engine
 stores the cursor after each page in the same transaction as the page's records.
+
+The contract's data lives in modules of its own; this module keeps :class:`ConnectorSettings`,
+:class:`Limits` and the :class:`Connector` base class, and re-exports the rest, so a connector
+imports everything from here (``from hub.connector import ...``):
+
+* :mod:`hub.records`: what crosses the boundary: ``RawRecord``, ``RawPage``, ``RemoteRecord``,
+  ``Page``, ``WriteOp``, ``RemoteWrite``, ``WriteResult``, ``RemoteUser``;
+* :mod:`hub.maps`: ``StatusMap``, ``ValueMap``;
+* :mod:`hub.cursor`: ``TimestampCursor``, ``epoch_ms``;
+* :mod:`hub.crm_tasks`: ``TaskOp``, ``TaskClose``, ``TaskResult`` (only with ``can_write_tasks``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from hub.crm_tasks import TaskClose, TaskOp, TaskResult
+from hub.cursor import TimestampCursor, epoch_ms
 from hub.errors import AuthError, ConnectorError, RateLimitError, TransientError
 from hub.http import CallMeter, Guard, Hint, Rate, RateBudget, RetryPolicy
-from hub.model import LEAD_FIELDS, Lead, fields_hash
+from hub.maps import StatusMap, ValueMap
+from hub.model import LEAD_FIELDS, Lead
+from hub.records import Page, RawPage, RawRecord, RemoteRecord, RemoteUser, RemoteWrite, WriteOp, WriteResult
 
 __all__ = [
     "ConnectorSettings",
@@ -112,269 +124,6 @@ class Limits:
     def min_writes(self, records: int) -> int:
         """The fewest calls the vendor allows for writing ``records`` lead records."""
         return records if not self.batch_endpoint else -(-records // self.batch_size)
-
-
-class StatusMap:
-    """Canonical statuses to and from a CRM's status fields.
-
-    ``write`` gives, per canonical status, the remote values the hub writes (one
-    or more remote fields, e.g. HubSpot's ``lifecyclestage`` and
-    ``hs_lead_status``). ``read`` adds remote combinations that only map inwards
-    (e.g. HubSpot ``subscriber`` → Lead). Reading picks the most specific entry
-    whose values all match; a value nobody maps gives ``None`` and a problem.
-    """
-
-    def __init__(self, write: Mapping[str, Mapping[str, str]],
-                 read: Sequence[tuple[Mapping[str, str], str]] = ()):
-        self.write = {k: dict(v) for k, v in write.items()}
-        self.entries: list[tuple[dict[str, str], str]] = [(dict(v), k) for k, v in self.write.items()]
-        self.entries += [(dict(v), k) for v, k in read]
-        self.entries.sort(key=lambda e: -len(e[0]))
-        self.fields = sorted({f for values, _ in self.entries for f in values})
-
-    def to_canonical(self, remote: Mapping[str, Any]) -> str | None:
-        for values, status in self.entries:
-            if all(("" if remote.get(f) is None else str(remote.get(f))) == v for f, v in values.items()):
-                return status
-        return None
-
-    def to_remote(self, status: str) -> dict[str, str]:
-        try:
-            return dict(self.write[status])
-        except KeyError:
-            raise KeyError(f"status {status!r} has no remote value in this connector's status map") from None
-
-    def overridden(self, write: Mapping[str, Mapping[str, str]] | None) -> StatusMap:
-        """A copy with an install's overrides for some canonical statuses."""
-        if not write:
-            return self
-        merged = {**self.write, **write}
-        return StatusMap(merged, [(v, k) for v, k in self.entries if self.write.get(k) != v])
-
-
-class ValueMap:
-    """Picklist values of one field: remote value → canonical value, and back.
-
-    ``read`` maps each remote option to its canonical value; writing uses the
-    inverse, plus ``write`` for canonical values that have no remote option of
-    their own (e.g. HubSpot has no "partner" source: write ``OTHER_CAMPAIGNS``).
-    A value neither knows passes through unchanged (and a CRM that refuses it
-    rejects that one record, with its own message).
-    """
-
-    def __init__(self, read: Mapping[str, str], write: Mapping[str, str] | None = None):
-        self.read = dict(read)
-        self.write = {**{c: r for r, c in reversed(list(read.items()))}, **(write or {})}
-
-    def to_canonical(self, value: Any) -> Any:
-        return self.read.get(value, value)
-
-    def to_remote(self, value: Any) -> Any:
-        return self.write.get(value, value)
-
-
-@dataclass(slots=True)
-class RawRecord:
-    """One record as the CRM holds it (remote field names and values).
-
-    ``merged_into``: for a ``deleted`` record that a merge inside the CRM removed, the remote id
-    of the record it was merged into, when the CRM says so (passed on to :class:`RemoteRecord`).
-    """
-
-    remote_id: str
-    modified: datetime
-    props: dict[str, Any]
-    deleted: bool = False
-    merged_into: str | None = None
-
-
-@dataclass(slots=True)
-class RawPage:
-    records: list[RawRecord]
-    cursor: dict[str, Any]
-
-
-@dataclass(slots=True)
-class RemoteRecord:
-    """One record in canonical terms, as the sync engine receives it.
-
-    ``fields`` holds only what the CRM maps (never the hub id); ``status`` may be
-    ``None`` when the remote value is unmapped (see ``problems``).
-
-    ``merged_into``: for a record with ``deleted=True``, the remote id of the record it was merged
-    into, when the CRM says so (HubSpot's ``hs_merged_object_ids`` on the survivor, Salesforce's
-    ``MasterRecordId``, Dynamics' ``masterid``); ``None`` for a plain deletion or when unknown.
-    A connector may report the same merge more than once; the hub treats repeats as no change.
-    """
-
-    object: str
-    remote_id: str
-    modified: datetime
-    fields: dict[str, Any]
-    hub_id: str | None = None
-    deleted: bool = False
-    problems: list[str] = field(default_factory=list)
-    merged_into: str | None = None
-
-    @property
-    def hash(self) -> str:
-        return fields_hash(self.fields)
-
-
-@dataclass(slots=True)
-class Page:
-    records: list[RemoteRecord]
-    cursor: dict[str, Any]
-
-
-@dataclass(slots=True)
-class WriteOp:
-    """A canonical write the hub wants made: create or update one lead remotely."""
-
-    hub_id: str
-    fields: dict[str, Any]
-    remote_id: str | None = None  # None: create (idempotently, keyed by hub_id)
-    object: str | None = None
-
-
-@dataclass(slots=True)
-class RemoteWrite:
-    """A write in the CRM's own terms, as :meth:`Connector.write_batch` receives it."""
-
-    hub_id: str
-    props: dict[str, Any]
-    remote_id: str | None = None
-
-
-@dataclass(slots=True)
-class WriteResult:
-    hub_id: str
-    ok: bool
-    remote_id: str | None = None
-    error: str | None = None  # the vendor's verbatim message when not ok
-    retryable: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOp:
-    """A hub task (SLA breach, escalation, review…) to create in the CRM, on the lead's record.
-
-    ``owner_remote`` is the CRM user id of the assignee (see :meth:`Connector.remote_owner`), or
-    ``None`` for the CRM's default. The task carries :attr:`marker` in its body, so it can be found
-    again: ``maybe_exists`` says an earlier push of it may have reached the CRM (it was sent, and the
-    hub never recorded the answer), so a connector without an upsert looks for the marker first.
-    """
-
-    task_id: int
-    lead_remote_id: str
-    owner_remote: str | None
-    title: str
-    due_at: datetime | None
-    kind: str
-    note: str = ""  # more text for the body (e.g. the rule that made the task)
-    maybe_exists: bool = False
-
-    @property
-    def marker(self) -> str:
-        return f"leadhub-task:{self.task_id}"
-
-    @property
-    def urgent(self) -> bool:
-        """An SLA breach, escalation or violation: sent at high priority where the CRM has one."""
-        return self.kind in ("breach", "escalation", "violation")
-
-    @property
-    def body(self) -> str:
-        return f"{self.note}\n\n{self.marker}" if self.note else self.marker
-
-    def marked(self, text: Any) -> bool:
-        """True if ``text`` (a task body read back from the CRM) carries this task's marker."""
-        return bool(text) and re.search(rf"{re.escape(self.marker)}(?!\d)", str(text)) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskClose:
-    """A task the hub pushed (``remote_id``: the CRM's task) and has since closed: to close in the CRM.
-
-    ``dismissed``: the hub dismissed it rather than did it — "canceled" where the CRM has such a state
-    (Dynamics 365), completed elsewhere. Closing is idempotent: a task already closed stays closed.
-    """
-
-    task_id: int
-    remote_id: str
-    dismissed: bool = False
-
-
-@dataclass(slots=True)
-class TaskResult:
-    task_id: int
-    ok: bool
-    remote_id: str | None = None
-    error: str | None = None  # the vendor's verbatim message when not ok
-    retryable: bool = False
-    gone: bool = False  # closing: the CRM no longer has the task (deleted there); ``error`` says so in its words
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteUser:
-    id: str
-    email: str
-    name: str = ""
-
-
-def epoch_ms(value: Any) -> int:
-    """Epoch milliseconds from what CRMs send: epoch-ms digits, ISO 8601 (``Z``, ``+00:00`` or
-    Salesforce's ``+0000``; naive means UTC) or a datetime. Exact integer arithmetic, so two
-    records stamped in the same millisecond always compare equal in a cursor."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class TimestampCursor:
-    """An inclusive (``>=``) modified-time cursor with a seen-set.
-
-    Records sharing the boundary timestamp are neither lost (the next read starts
-    *at* it, not after it) nor repeated (versions already taken at that exact
-    timestamp are skipped). Timestamps are epoch milliseconds. Pass ``version``
-    (the vendor's row version, or a digest of the record) where the CRM stamps
-    coarse times: an edit made within the cursor's own second is then a new
-    version, not a repeat. Records *older* than the cursor are admitted: they only
-    arrive when a connector deliberately re-reads an overlap (HubSpot's search
-    lags writes), and the sync engine's hash check makes a re-read harmless.
-    """
-
-    def __init__(self, value: Mapping[str, Any] | None = None):
-        value = value or {}
-        self.since: int | None = value.get("since")
-        self.seen: set[str] = set(value.get("seen", ()))
-
-    @staticmethod
-    def _key(remote_id: str, version: str | None) -> str:
-        return f"{remote_id}@{version}" if version else remote_id
-
-    def admit(self, remote_id: str, modified_ms: int, version: str | None = None) -> bool:
-        """True if this record (version) is new to the cursor and should be processed."""
-        if self.since is None or modified_ms != self.since:
-            return True
-        return self._key(remote_id, version) not in self.seen
-
-    def advance(self, remote_id: str, modified_ms: int, version: str | None = None) -> None:
-        key = self._key(remote_id, version)
-        if self.since is None or modified_ms > self.since:
-            self.since, self.seen = modified_ms, {key}
-        elif modified_ms == self.since:
-            self.seen.add(key)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"since": self.since, "seen": sorted(self.seen)}
 
 
 _ADAPTERS = {name: TypeAdapter(f.annotation) for name, f in Lead.model_fields.items() if name in LEAD_FIELDS}

@@ -34,9 +34,9 @@ from sqlmodel import Session
 
 from hub import outbox
 from hub.conflicts import Claim
-from hub.connector import Page, RemoteRecord
 from hub.identity import KEY_KINDS, find_matches, match_keys
 from hub.model import LEAD_FIELDS, Lead, blank, check_transition, fields_hash
+from hub.records import Page, RemoteRecord
 from hub.store import Conflict, LeadRow, Link, OutboxRow, RecordIssue, StatusChange, lead_from_row, row_values
 
 if TYPE_CHECKING:

@@ -31,9 +31,9 @@ from sqlmodel import Session
 
 from hub import outbox
 from hub.actions import LeadRelation
-from hub.connector import WriteOp
 from hub.model import blank, fields_hash
 from hub.pull import jsonable
+from hub.records import WriteOp
 from hub.store import LeadRow, Link, OutboxRow, RecordIssue, lead_from_row
 
 if TYPE_CHECKING:
