@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -222,28 +223,44 @@ def _send(write: Callable[[list[Any]], list[TaskResult]], batch: list[Any]) -> l
         return _send(write, batch[:mid]) + _send(write, batch[mid:])
 
 
-def _record(store: Store, conn_name: str, results: list[TaskResult], batch: list[TaskOp], out: TaskPushOutcome,
-            run_id: int | None) -> None:
+def _book(store: Store, conn_name: str, results: list[TaskResult], task_ids: list[int], out: TaskPushOutcome,
+          run_id: int | None, *, settle: Callable[[Task, TaskResult, datetime], bool], error_field: str,
+          what: str, issue: str, remote_ids: dict[int, str | None] | None = None) -> None:
+    """Book the CRM's answers for ``task_ids`` in one transaction. ``settle`` books a good answer (and
+    says so); any other answer — or none — puts the CRM's words in ``error_field``, counts as failed
+    (retried next run), and a refusal that will not change becomes a record issue of kind ``issue``."""
     by_id = {r.task_id: r for r in results}
     now = utcnow()
     with store.session() as s:
-        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_([op.task_id for op in batch]))).scalars()}
-        for op in batch:
-            task, res = rows.get(op.task_id), by_id.get(op.task_id)
+        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_(task_ids))).scalars()}
+        for tid in task_ids:
+            task, res = rows.get(tid), by_id.get(tid)
             if task is None:
                 continue
-            if res is not None and res.ok and res.remote_id:
-                task.remote_id, task.pushed_at, task.push_error = res.remote_id, now, None
-                out.pushed += 1
-            else:
+            if res is None or not settle(task, res, now):
                 message = (res.error if res is not None else None) or "the CRM gave no answer for this task"
-                task.push_error = message
+                setattr(task, error_field, message)
                 out.failed += 1
-                out.errors.append(f"task {op.task_id}: {message}")
+                out.errors.append(f"task {tid}{what}: {message}")
                 if res is not None and not res.retryable:
-                    s.add(RecordIssue(run_id=run_id, connection=conn_name, remote_id=op.lead_remote_id,
-                                      lead_id=task.lead_id, kind="task_rejected", message=message, at=now))
+                    s.add(RecordIssue(run_id=run_id, connection=conn_name, remote_id=(remote_ids or {}).get(tid),
+                                      lead_id=task.lead_id, kind=issue, message=message, at=now))
             s.add(task)
+
+
+def _record(store: Store, conn_name: str, results: list[TaskResult], batch: list[TaskOp], out: TaskPushOutcome,
+            run_id: int | None) -> None:
+    """Book creates: made (or found), the task is pushed; else ``push_error``."""
+    def settle(task: Task, res: TaskResult, now: datetime) -> bool:
+        if not (res.ok and res.remote_id):
+            return False
+        task.remote_id, task.pushed_at, task.push_error = res.remote_id, now, None
+        out.pushed += 1
+        return True
+
+    _book(store, conn_name, results, [op.task_id for op in batch], out, run_id, settle=settle,
+          error_field="push_error", what="", issue="task_rejected",
+          remote_ids={op.task_id: op.lead_remote_id for op in batch})
 
 
 # -- closing ----------------------------------------------------------------------------------------
@@ -312,30 +329,25 @@ def _record_finds(store: Store, conn_name: str, results: list[TaskResult], task_
                   ) -> int:
     """Book lookups: found, the task is pushed; not found, nothing to close; refused, ``close_error``.
     Returns how many were found."""
-    by_id = {r.task_id: r for r in results}
-    now, found = utcnow(), 0
-    with store.session() as s:
-        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_(task_ids))).scalars()}
-        for tid in task_ids:
-            task, res = rows.get(tid), by_id.get(tid)
-            if task is None or task.remote_id is not None:  # booked meanwhile: nothing to do here
-                continue
-            if res is not None and res.ok and res.remote_id:
-                task.remote_id, task.pushed_at, task.push_error, task.close_error = res.remote_id, now, None, None
-                out.pushed += 1
-                found += 1
-            elif res is not None and res.ok:
-                task.remote_closed_at, task.close_error = now, missing
-                out.gone += 1
-            else:
-                message = (res.error if res is not None else None) or "the CRM gave no answer for this task"
-                task.close_error = message
-                out.failed += 1
-                out.errors.append(f"task {tid} lookup: {message}")
-                if res is not None and not res.retryable:
-                    s.add(RecordIssue(run_id=run_id, connection=conn_name, lead_id=task.lead_id,
-                                      kind="task_close_rejected", message=message, at=now))
-            s.add(task)
+    found = 0
+
+    def settle(task: Task, res: TaskResult, now: datetime) -> bool:
+        nonlocal found
+        if task.remote_id is not None:  # booked meanwhile: nothing to do here
+            return True
+        if not res.ok:
+            return False
+        if res.remote_id:
+            task.remote_id, task.pushed_at, task.push_error, task.close_error = res.remote_id, now, None, None
+            out.pushed += 1
+            found += 1
+        else:
+            task.remote_closed_at, task.close_error = now, missing
+            out.gone += 1
+        return True
+
+    _book(store, conn_name, results, task_ids, out, run_id, settle=settle, error_field="close_error",
+          what=" lookup", issue="task_close_rejected")
     return found
 
 
@@ -368,30 +380,20 @@ def _close(store: Store, conn_name: str, connector: Connector, out: TaskPushOutc
 
 def _record_closes(store: Store, conn_name: str, results: list[TaskResult], batch: list[TaskClose],
                    out: TaskPushOutcome, run_id: int | None) -> None:
-    by_id = {r.task_id: r for r in results}
-    now = utcnow()
-    with store.session() as s:
-        rows = {t.id: t for t in s.exec(sa.select(Task).where(Task.id.in_([op.task_id for op in batch]))).scalars()}
-        for op in batch:
-            task, res = rows.get(op.task_id), by_id.get(op.task_id)
-            if task is None:
-                continue
-            if res is not None and res.ok:
-                task.remote_closed_at, task.close_error = now, None
-                out.closed += 1
-            elif res is not None and res.gone:  # deleted in the CRM: nothing left to close there
-                task.remote_closed_at = now
-                task.close_error = res.error or "the CRM no longer has this task"
-                out.gone += 1
-            else:
-                message = (res.error if res is not None else None) or "the CRM gave no answer for this task"
-                task.close_error = message
-                out.failed += 1
-                out.errors.append(f"task {op.task_id} close: {message}")
-                if res is not None and not res.retryable:
-                    s.add(RecordIssue(run_id=run_id, connection=conn_name, remote_id=op.remote_id,
-                                      lead_id=task.lead_id, kind="task_close_rejected", message=message, at=now))
-            s.add(task)
+    """Book closes: closed, or deleted in the CRM (nothing left to close there); else ``close_error``."""
+    def settle(task: Task, res: TaskResult, now: datetime) -> bool:
+        if res.ok:
+            task.remote_closed_at, task.close_error = now, None
+            out.closed += 1
+        elif res.gone:
+            task.remote_closed_at = now
+            task.close_error = res.error or "the CRM no longer has this task"
+            out.gone += 1
+        return res.ok or res.gone
+
+    _book(store, conn_name, results, [op.task_id for op in batch], out, run_id, settle=settle,
+          error_field="close_error", what=" close", issue="task_close_rejected",
+          remote_ids={op.task_id: op.remote_id for op in batch})
 
 
 def unclosed(store: Store, connection: str | None = None) -> int:
