@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from hub.engine import Engine
 from hub.model import Lead, utcnow
 from hub.process import Process, default_process
-from hub.store import LeadRow, row_values
+from hub.store import LeadRow, Store, row_values
 from rules.routing import Routing
 from rules.routing.config import RoutingSettings
 from rules.routing.eligibility import postcode_in, window_starts
@@ -157,6 +157,24 @@ def test_many_leads_in_one_transaction_keep_caps_and_rotation_current_and_a_roll
                                 .group_by(RoutingDecision.owner)).all())
         assert counts == {A: 1, B: 1, C: 1}
         assert [router.route(s, _lead(s), NOW).owner for _ in range(3)] == [A, C, BOSS]  # B capped, pool 5/5
+
+
+def test_kept_cap_counts_see_decisions_committed_elsewhere_and_forget_rolled_back_ones(sqlite_store):
+    # cap counts are kept across transactions (rules.routing.books._Ledger) and caught up from the
+    # decisions committed since: another process's count, a rolled-back transaction's do not
+    router = _router(pools={"p": {"members": [A, {"email": B, "caps": {"day": 2}}, C]}})
+    assert [d.owner for d in _route(sqlite_store, router, 3)] == [A, B, C]
+    with sqlite_store.session() as s:
+        assert [router.route(s, _lead(s), NOW).owner for _ in range(2)] == [A, B]
+        s.rollback()
+    other = Store(sqlite_store.url)  # another process on the same database: its own engine and books
+    try:
+        assert [d.owner for d in _route(other, router, 2)] == [A, B]  # B's second lead today: 2/2
+    finally:
+        other.dispose()
+    got = _route(sqlite_store, router, 3)
+    assert B not in [d.owner for d in got]
+    assert all(d.skipped(B) == "cap reached: 2/2 today" for d in got)
 
 
 def test_a_pool_cap_and_all_member_caps_fall_through_to_the_next_rule_then_the_fallback(sqlite_store):
