@@ -56,6 +56,27 @@ HANDOFFS: dict[str, list[str]] = {
 }
 
 
+#: share of the marketing CRM's people also entered in the sales CRM (a contact sales typed in again)
+SHARED = 0.1
+#: what a salesperson types in again for a person marketing already has
+_RETYPED = ("first_name", "last_name", "email", "phone", "company", "title", "country", "source")
+
+
+def _share_people(boxes: dict[str, Any], source: str, target: str, share: float) -> int:
+    """Enter every ``1/share``-th person of ``source``'s CRM in ``target``'s as well, as a Lead."""
+    if source not in boxes or target not in boxes or share <= 0:
+        return 0
+    step, n = round(1 / share), 0
+    for k, rid in enumerate(sorted(boxes[source].remote_ids())):
+        if k % step:
+            continue
+        person = boxes[source].remote_get(rid) or {}
+        if person.get("email") and person.get("last_name") and person.get("company"):
+            boxes[target].remote_create({**{f: person.get(f) for f in _RETYPED}, "status": "Lead"})
+            n += 1
+    return n
+
+
 def _available() -> dict[str, tuple[str, str, float]]:
     """The demo connections whose connector is installed (a plugin can be switched off)."""
     known = registry().connectors
@@ -141,6 +162,10 @@ def run_demo(console: Console, *, n: int = 2000, seed: int = 7, keep: Path | Non
                 urls[name], boxes[name] = served.url, box
                 console.print(f"[dim]{connector} sandbox at {served.url}, {int(n * share) and max(10, int(n * share))}"
                               " leads seeded[/dim]")
+            shared = _share_people(boxes, "marketing", "sales", SHARED)
+            if shared:
+                console.print(f"[dim]{shared} of the marketing contacts are also leads in the sales CRM (the same "
+                              "people, typed in again): the sync must make each one lead[/dim]")
             teams = [team(seed + i) for i in range(len(boxes))]
             for box in boxes.values():  # one company, one sales team, a user in every CRM
                 add = getattr(box, "add_users", None) or getattr(box, "add_owners", None)
@@ -154,6 +179,7 @@ def run_demo(console: Console, *, n: int = 2000, seed: int = 7, keep: Path | Non
             with console.status("second sync: nothing changed outside, so nothing should be written"):
                 second = hub.sync()
             report = _report(console, hub, first, second)
+            report["shared_people"] = shared
             with console.status("rules: dedup, scoring, routing, stale leads, governance, SLA clocks"):
                 rules = hub.run_rules()
             with console.status("third sync: the rules' decisions go back to the CRMs"):
