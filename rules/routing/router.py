@@ -136,6 +136,7 @@ class Router:
         if b.transaction is None:  # the lock began the transaction: its books
             b = books(s)
             b.locked = True
+        b.begin(s, now)
         self._open_provider = open_leads
         exclude = {e.lower() for e in exclude}
         env, values = lead_env(lead, now), env_values(lead)
