@@ -177,6 +177,21 @@ def test_kept_cap_counts_see_decisions_committed_elsewhere_and_forget_rolled_bac
     assert all(d.skipped(B) == "cap reached: 2/2 today" for d in got)
 
 
+def test_a_decision_that_needed_no_count_is_counted_once_by_a_later_capped_one(sqlite_store):
+    # the kept counts are caught up before a transaction decides anything: a first decision that
+    # read no count (a named owner, no caps) must not be folded in as "committed" and then added
+    # again as the transaction's own
+    router = _router(pools={"p": {"members": [{"email": B, "caps": {"day": 2}}]}},
+                     rules=[{"name": "vip", "strategy": "owner", "owner": B, "when": 'lead.country == "AT"'},
+                            {"name": "rr", "strategy": "round_robin", "pool": "p"}],
+                     fallback={"owner": BOSS})
+    _route(sqlite_store, router)  # the ledger keeps B's count from here on
+    with sqlite_store.session() as s:
+        assert router.route(s, _lead(s, country="AT"), NOW).rule == "vip"  # B: 2 today
+        third = router.route(s, _lead(s), NOW)
+    assert third.owner == BOSS and third.skipped(B) == "cap reached: 2/2 today"
+
+
 def test_a_pool_cap_and_all_member_caps_fall_through_to_the_next_rule_then_the_fallback(sqlite_store):
     router = _router(pools={"p": {"members": [A, B], "caps": {"hour": 2}}, "q": {"members": [C],
                                                                                "member_caps": {"day": 1}}},
