@@ -150,16 +150,9 @@ def _create(store: Store, conn_name: str, connector: Connector, order: list[str]
         ops, last_id = _claim(store, conn_name, connector, order, out, last_id, chunk)
         if last_id is None:
             break
-        for start in range(0, len(ops), size):
-            batch = ops[start:start + size]
-            try:
-                results = _send(connector.write_tasks, batch)
-            except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
-                out.error = str(exc)
-                _record(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True) for op in batch],
-                        batch, out, run_id)
-                return False
-            _record(store, conn_name, results, batch, out, run_id)
+        if not _in_batches(ops, size, connector.write_tasks, out,
+                           lambda results, batch: _record(store, conn_name, results, batch, out, run_id)):
+            return False
         sent += len(ops)
     return True
 
@@ -206,6 +199,23 @@ def _claim(store: Store, conn_name: str, connector: Connector, order: list[str],
                               task.title, task.due_at, task.kind, note=f"LeadHub {task.kind} ({task.rule})",
                               maybe_exists=maybe_exists))
         return ops, tasks[-1].id
+
+
+def _in_batches(ops: list[Any], size: int, send: Callable[[list[Any]], list[TaskResult]], out: TaskPushOutcome,
+                book: Callable[[list[TaskResult], list[Any]], None]) -> bool:
+    """Send ``ops`` in batches of ``size`` and ``book`` each batch's answers. An error that stops the
+    push (auth, a rate limit, the CRM unreachable) books its batch as unanswered, to retry next run,
+    and returns False."""
+    for start in range(0, len(ops), size):
+        batch = ops[start:start + size]
+        try:
+            results = _send(send, batch)
+        except ConnectorError as exc:
+            out.error = str(exc)
+            book([TaskResult(op.task_id, False, None, str(exc), True) for op in batch], batch)
+            return False
+        book(results, batch)
+    return True
 
 
 def _send(write: Callable[[list[Any]], list[TaskResult]], batch: list[Any]) -> list[TaskResult]:
@@ -305,16 +315,12 @@ def _find(store: Store, conn_name: str, connector: Connector, out: TaskPushOutco
         if unlinked:  # the hub no longer knows the lead's record there: nowhere to look
             _record_finds(store, conn_name, [TaskResult(tid, True) for tid in unlinked], unlinked, out, run_id,
                           missing="the lead has no record in this CRM any more: the task was not looked for")
-        for start in range(0, len(ops), size):
-            batch = ops[start:start + size]
-            try:
-                results = _send(lambda b: _found(connector.find_tasks(b), b), batch)
-            except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
-                out.error = str(exc)
-                _record_finds(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True) for op in batch],
-                              [op.task_id for op in batch], out, run_id)
-                return None
+        def book(results: list[TaskResult], batch: list[TaskOp]) -> None:
+            nonlocal found
             found += _record_finds(store, conn_name, results, [op.task_id for op in batch], out, run_id)
+
+        if not _in_batches(ops, size, lambda b: _found(connector.find_tasks(b), b), out, book):
+            return None
     return found
 
 
@@ -365,16 +371,9 @@ def _close(store: Store, conn_name: str, connector: Connector, out: TaskPushOutc
             return
         last_id = rows[-1][0]
         ops = [TaskClose(tid, rid, state == "dismissed") for tid, rid, state in rows]
-        for start in range(0, len(ops), size):
-            batch = ops[start:start + size]
-            try:
-                results = _send(connector.close_tasks, batch)
-            except ConnectorError as exc:  # auth, rate limit, the CRM unreachable: stop, retry next run
-                out.error = str(exc)
-                _record_closes(store, conn_name, [TaskResult(op.task_id, False, None, str(exc), True)
-                                                  for op in batch], batch, out, run_id)
-                return
-            _record_closes(store, conn_name, results, batch, out, run_id)
+        if not _in_batches(ops, size, connector.close_tasks, out,
+                           lambda results, batch: _record_closes(store, conn_name, results, batch, out, run_id)):
+            return
         sent += len(ops)
 
 
