@@ -8,7 +8,9 @@
         ├── RateLimitError     the CRM said "slow down" and retries ran out (429, daily budget)
         ├── TransientError     timeouts, connection errors, 5xx: retried, then raised
         └── RejectedRecord     the CRM refused one record (validation, duplicate rule…);
-                               carries the vendor's own message; the rest of the batch goes on
+            │                  carries the vendor's own message; the rest of the batch goes on
+            └── MergeBlocked   the CRM refused a merge because of a record's state (an inactive
+                               Dynamics lead): not worth retrying until that state changes
 
 Rules of the tree: messages name what and where (connection, object, record, field),
 and never contain a secret. Callers catch :class:`ConnectorError` around one
@@ -29,6 +31,7 @@ __all__ = [
     "RateLimitError",
     "TransientError",
     "RejectedRecord",
+    "MergeBlocked",
 ]
 
 
@@ -98,3 +101,8 @@ class RejectedRecord(ConnectorError):
     def __init__(self, message: str, *, record: str = "", **kw):
         self.record = record
         super().__init__(message, **kw)
+
+
+class MergeBlocked(RejectedRecord):
+    """The CRM refused to merge two records because of one's state (Dataverse merges only active
+    leads): the request is set aside, not failed, until the hub sees that state change."""

@@ -62,7 +62,7 @@ import httpx
 from pydantic import SecretStr
 
 from hub.connector import Connector, ConnectorSettings, Limits, RawPage, RawRecord, RemoteUser, RemoteWrite, WriteResult
-from hub.errors import AuthError, ConnectorError
+from hub.errors import AuthError, ConnectorError, MergeBlocked
 from hub.hookspecs import hookimpl
 from hub.http import Answer, GuardedTransport, Rate
 
@@ -332,9 +332,18 @@ class DynamicsConnector(DynamicsTasks, Connector):
         if object not in (None, self.lead_object):
             raise ValueError(f"{self.connection}: Dynamics merges are made here for leads, not {object!r}")
         lead = "Microsoft.Dynamics.CRM.lead"
-        self._send("POST", "Merge", json={"Target": {"@odata.type": lead, "leadid": survivor_remote_id},
-                                          "Subordinate": {"@odata.type": lead, "leadid": loser_remote_id},
-                                          "UpdateContent": {"@odata.type": lead}, "PerformParentingChecks": False})
+        try:
+            self._send("POST", "Merge", json={"Target": {"@odata.type": lead, "leadid": survivor_remote_id},
+                                              "Subordinate": {"@odata.type": lead, "leadid": loser_remote_id},
+                                              "UpdateContent": {"@odata.type": lead},
+                                              "PerformParentingChecks": False})
+        except ConnectorError as exc:
+            # a side went inactive after the hub's last pull (merge_blocker judged from that pull)
+            if exc.status == 400 and "is deactive" in exc.vendor_message:
+                raise MergeBlocked(f"Dynamics merges only active leads: {exc.vendor_message}",
+                                   record=loser_remote_id, connection=self.connection, status=exc.status,
+                                   vendor_message=exc.vendor_message) from exc
+            raise
 
     def merge_blocker(self, remote_id: str, fields: Mapping[str, Any]) -> str | None:
         """Dataverse merges only active leads: either side inactive (statecode 1 Qualified or 2

@@ -27,7 +27,9 @@ own transaction:
   CRM, or the hub wrote an open status there), the merge goes ahead as below. The hub does not
   reactivate a record to merge it: Dataverse documents no such path, reactivating a Qualified lead
   cuts it from its won deal's state, and a crash between reactivating and restoring would leave a
-  closed lead open;
+  closed lead open. A record closed after the hub's last pull is sent and refused: the connector
+  raises :class:`hub.errors.MergeBlocked` for that answer, and the request is ``skipped`` the same
+  way (not ``failed``, no record issue) until the next pull shows the record's state;
 * **the survivor's record does not carry the hub's id yet** (its stamp is an open write; left
   ``requested``, ``message`` says why): the CRM keeps the survivor's values in a merge, and
   HubSpot's merged contact would otherwise carry the merged lead's id; the next run tries again.
@@ -62,7 +64,7 @@ from sqlmodel import Session
 
 from hub import outbox
 from hub.connector import Connector
-from hub.errors import AuthError, ConnectorError, RateLimitError, RejectedRecord, TransientError
+from hub.errors import AuthError, ConnectorError, MergeBlocked, RateLimitError, RejectedRecord, TransientError
 from hub.model import utcnow
 from hub.store import Link, OutboxRow, RecordIssue, Store
 from rules.dedup.tables import MergeRequest
@@ -162,6 +164,13 @@ def carry_out(store: Store, connection: str, connector: Connector, *, run_id: in
             continue
         try:
             connector.merge(step.survivor_remote_id, step.merged_remote_id, obj)
+        except MergeBlocked as exc:  # a record's state changed since the hub last read it
+            message = f"{exc.vendor_message}. Refused by the CRM; both records stay, and the hub merges " \
+                      "them once both are active there again"
+            if was != SKIPPED:
+                _count(out, rid, SKIPPED, message)
+            _settle(store, rid, SKIPPED, message, run_id=run_id)
+            continue
         except (ConnectorError, ValueError) as exc:
             if not refused(exc):
                 out.error = str(exc)

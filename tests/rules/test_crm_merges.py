@@ -210,6 +210,27 @@ def test_dynamics_merges_of_an_inactive_lead_are_skipped_once_and_made_when_it_i
     assert len(crm.live_records()) == 1 and crm.box.leads[done.merged_remote_id]["merged"]
 
 
+def test_a_dynamics_lead_closed_after_the_last_pull_makes_the_refused_merge_skipped_not_failed(dynamics):
+    crm = dynamics
+    _two_of_one_person(crm)
+    (req,) = crm.requests()
+    # closed in Dynamics between the hub's pull and its merge: change tracking has not reported it
+    crm.box.tables["leads"].rows[req.merged_remote_id]["statecode"] = 2
+
+    crm.cycle()
+    (req,) = crm.requests()
+    assert (req.state, crm.merges_sent()) == ("skipped", 1), req.message
+    assert "is deactive" in req.message and "both records stay" in req.message
+    with Session(crm.hub.store.engine) as s:  # a state to wait out, not a refusal anyone must act on
+        assert s.execute(sa.select(RecordIssue).where(RecordIssue.kind == "merge_rejected")).first() is None
+    assert len(crm.live_records()) == 1 and not any(r.get("merged") for r in crm.box.leads.values())
+
+    crm.box.tables["leads"].rows[req.merged_remote_id]["statecode"] = 0  # reopened: the next run merges them
+    crm.cycle()
+    (done,) = crm.requests()
+    assert (done.state, crm.merges_sent()) == ("done", 2), done.message
+
+
 def test_dynamics_merge_of_two_active_leads_is_sent_even_where_one_is_nurtured(dynamics):
     crm = dynamics
     _two_of_one_person(crm)
