@@ -3,8 +3,11 @@
 :func:`story` gathers, for one lead: when it was created, every status change (who moved it,
 from which CRM, what was still missing), every rule action (routing decisions, scores, SLA
 reminders and escalations, flags, links and merges — with its one-line reason, and why it was
-refused if it was), conflicts a CRM reported, and merges into or out of the lead; sorted by
-time. :func:`current` adds the state now: flags, open tasks, and each rule's own description
+refused if it was; a routing decision also lists every candidate and why each was passed over),
+conflicts a CRM reported, merges into or out of the lead, each rule task's life in the CRM it
+went to (created there, closed in the hub, closed there, or refused with the CRM's words), and
+each merge asked of a CRM with its outcome; sorted by time. :func:`current` adds the state now:
+flags, open tasks, and each rule's own description
 (SLA clocks with their deadlines, the score and where it comes from, governance gaps).
 """
 
@@ -72,6 +75,50 @@ def _params(kind: str, p: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items() if v is not None)
 
 
+def _candidates(candidates: list[dict]) -> str:
+    """``a@x chosen; b@x: cap reached: 2/2 today; …`` (the last word on each person)."""
+    last: dict[str, dict] = {}
+    for c in candidates:
+        last[c.get("email", "?")] = c
+    return "; ".join(f"{email} chosen" if c.get("chosen") else f"{email}: {c.get('skipped')}"
+                     for email, c in last.items())
+
+
+def _task_life(t: Task) -> list[tuple[datetime | None, str]]:
+    """A rule task in the CRM it went to: created there, closed in the hub, closed there, refusals."""
+    title = f"[{t.kind}] {t.title!r} → {t.assignee or 'unassigned'}"
+    out: list[tuple[datetime | None, str]] = []
+    if t.remote_id:
+        out.append((t.pushed_at, f"{title}: created as task {t.remote_id} in {t.connection}"))
+    elif t.push_error:
+        out.append((t.created_at, f"{title}: {t.connection} refused it, retried every run: {t.push_error}"))
+    if t.state != "open":
+        out.append((t.closed_at, f"{title}: {t.state} in the hub"))
+        if t.remote_closed_at and t.close_error:
+            out.append((t.remote_closed_at, f"{title}: nothing to close in {t.connection}: {t.close_error}"))
+        elif t.remote_closed_at:
+            out.append((t.remote_closed_at, f"{title}: closed in {t.connection}"))
+        elif t.close_error:
+            out.append((t.closed_at, f"{title}: {t.connection} refused to close it, retried: {t.close_error}"))
+    return out
+
+
+def _crm_merges(s: Session, lead_id: str) -> list[tuple[datetime | None, str, str]]:
+    """Merges of this lead's records asked of a CRM by the dedup rule, with their outcome."""
+    try:
+        from rules.dedup.tables import MergeRequest
+    except ImportError:  # the dedup rule is not installed
+        return []
+    out = []
+    for m in s.exec(sa.select(MergeRequest).where(sa.or_(MergeRequest.survivor_id == lead_id,
+                                                        MergeRequest.merged_id == lead_id))
+                    .order_by(MergeRequest.id)).scalars():
+        what = (f"record {m.merged_remote_id} into {m.survivor_remote_id or '(no record)'} "
+                f"(leads {m.merged_id} into {m.survivor_id}): {m.state}")
+        out.append((m.updated_at or m.at, m.connection, what + (f" — {m.message}" if m.message else "")))
+    return out
+
+
 def story(store: Store, lead_id: str) -> list[Entry]:
     """Everything that happened to the lead, oldest first."""
     out: list[tuple[datetime | None, int, Entry]] = []
@@ -96,12 +143,19 @@ def story(store: Store, lead_id: str) -> list[Entry]:
             elif a.outcome:
                 text += f" ({a.outcome})"
             add(a.at, "rule", f"rule:{a.rule}", text)
+            if a.kind == "assign_owner" and a.inputs.get("candidates"):
+                add(a.at, "rule", f"rule:{a.rule}", "  candidates: " + _candidates(a.inputs["candidates"]))
         for c in s.exec(sa.select(Conflict).where(Conflict.lead_id == lead_id)).scalars():
             add(c.at, "conflict", f"connection:{c.connection}",
                 f"{c.field}: hub {c.hub_value!r}, CRM {c.remote_value!r} — {c.reason}")
         for r in s.exec(sa.select(LeadRelation).where(LeadRelation.other_id == lead_id)).scalars():
             what = f"lead {r.lead_id} is {r.relation.replace('_', ' ')} this lead"
             add(r.at, "relation", f"rule:{r.rule}", what)
+        for t in s.exec(sa.select(Task).where(Task.lead_id == lead_id).order_by(Task.id)).scalars():
+            for at, text in _task_life(t):
+                add(at, "task", f"connection:{t.connection}" if t.connection else f"rule:{t.rule}", text)
+        for at, conn, text in _crm_merges(s, lead_id):
+            add(at, "merge", f"connection:{conn}", text)
     out.sort(key=lambda x: (x[0] is None, x[0] or datetime.min, x[1]))
     return [e for _, _, e in out]
 
