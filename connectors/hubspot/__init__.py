@@ -60,6 +60,7 @@ from hub.connector import (
 from hub.hookspecs import hookimpl
 from hub.http import Answer, Rate
 
+from .answer import to_answer
 from .maps import FIELD_MAP, STATUS_MAP, VALUE_MAPS
 from .tasks import HubSpotTasks
 
@@ -76,20 +77,6 @@ class HubSpotSettings(ConnectorSettings):
     unique_property: str = "leadhub_id"
     search_overlap: float = 60.0  # seconds re-read behind the cursor (search indexing lag)
     read_deletions: bool = True  # list archived contacts each run: ceil(archived/100) calls
-
-
-def _answer(result: Any) -> Answer:
-    # each API package of the client (contacts, owners, tasks…) has its own ApiException, with 401/403/404/5xx
-    # subclasses: an owners 401 is an owners UnauthorizedException, not a contacts ApiException
-    if "ApiException" in {c.__name__ for c in type(result).__mro__}:
-        if result.status == 0:
-            return Answer(None, {}, None, result)
-        return Answer(result.status, dict(result.headers or {}), result.body)
-    if isinstance(result, (urllib3.exceptions.HTTPError, OSError)):
-        return Answer(None, {}, None, result)
-    if isinstance(result, urllib3.BaseHTTPResponse):
-        return Answer(result.status, dict(result.headers), None)
-    raise result
 
 
 def remaining_hint(answer: Answer) -> float | None:
@@ -131,7 +118,7 @@ class HubSpotConnector(HubSpotTasks, Connector):
         extra = [self.named_budgets[budget]] if budget in self.named_budgets else []
         resp = self.guard.call(lambda: fn(*args, _preload_content=False,
                                           _request_timeout=self.settings.timeout, **kw),
-                               kind=kind, to_answer=_answer, extra_budgets=extra)
+                               kind=kind, to_answer=to_answer, extra_budgets=extra)
         return json.loads(resp.data)
 
     @property

@@ -28,30 +28,15 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
-
 from hub.connector import TaskClose, TaskOp, TaskResult
 from hub.errors import ConnectorError
-from hub.http import Answer
+
+from .answer import to_answer
 
 __all__ = ["TASK_TO_CONTACT", "HubSpotTasks"]
 
 TASK_TO_CONTACT = 204  # HubSpot-defined association type: task to contact
 _BATCH = 100
-
-
-def _answer(result: Any) -> Answer:
-    """Any of the client's generated ``ApiException`` classes (one per API package, each with 401, 403, 404
-    and 5xx subclasses), or a response."""
-    if "ApiException" in {c.__name__ for c in type(result).__mro__} and hasattr(result, "status"):
-        if result.status == 0:
-            return Answer(None, {}, None, result)
-        return Answer(result.status, dict(result.headers or {}), result.body)
-    if isinstance(result, (urllib3.exceptions.HTTPError, OSError)):
-        return Answer(None, {}, None, result)
-    if isinstance(result, urllib3.BaseHTTPResponse):
-        return Answer(result.status, dict(result.headers), None)
-    raise result
 
 
 def _words(err: dict[str, Any]) -> str:
@@ -75,7 +60,7 @@ class HubSpotTasks:
 
     def _task_call(self, kind: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
         resp = self.guard.call(lambda: fn(*args, _preload_content=False, _request_timeout=self.settings.timeout,
-                                          **kw), kind=kind, to_answer=_answer)
+                                          **kw), kind=kind, to_answer=to_answer)
         return json.loads(resp.data) if resp.data else {}
 
     def write_tasks(self, ops: Sequence[TaskOp]) -> list[TaskResult]:
